@@ -1,0 +1,82 @@
+//! Configuration: the file's model, loading (file + environment) and validation.
+//!
+//! `load` is the one path from a file to a running [`Config`]: `healthgate
+//! validate`, `check`, `run` and (later) reload all go through it.
+
+mod load;
+pub mod model;
+mod resolved;
+mod validate;
+
+pub use load::{Format, load, load_str};
+pub use model::Group;
+pub use resolved::*;
+pub use validate::validate;
+
+use std::path::PathBuf;
+
+/// The default config path, relative to the working directory.
+pub const DEFAULT_PATH: &str = "config/healthgate.toml";
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The extension names no format we read.
+    #[error("{path}: unknown config format; use a .toml, .yaml or .yml file")]
+    Format {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not valid TOML/YAML, or an environment override is malformed.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column where it has them.
+        message: String,
+    },
+    /// The file parsed, but its content is wrong; every problem is listed.
+    #[error("{path}: {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Everything wrong with it.
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One thing wrong in a config: where (check and key) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The check's name (or `checks[N]` when it has none); `None` outside `[[checks]]`.
+    pub check: Option<String>,
+    /// Dotted key within the check (or from the root outside checks).
+    pub key: String,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.check {
+            Some(check) => write!(f, "check {check:?}: key `{}`: {}", self.key, self.message),
+            None => write!(f, "key `{}`: {}", self.key, self.message),
+        }
+    }
+}

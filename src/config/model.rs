@@ -1,0 +1,333 @@
+//! The config file as the user writes it: serde types whose doc comments are the reference.
+//!
+//! These types are only the *shape*. `validate` turns them into the resolved
+//! [`Config`](super::Config) the engine runs, with defaults applied and every
+//! value checked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[server]`: where the verdict endpoints listen.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address of the load-balancer listener serving `/livez`, `/readyz`,
+    /// `/startupz` and `/health`, as `IP:PORT`. Port 0 picks a free port (logged at start).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[defaults]`: what every check inherits unless it sets its own value.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSection {
+    /// Time between the starts of two runs of a check.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Longest a single run may take before it fails as `timeout`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Wait before the first run; a random jitter within one interval is added.
+    #[serde(default, with = "humantime_serde")]
+    pub initial_delay: Duration,
+    /// Failures inside this period after the check starts do not count; the
+    /// check stays `starting`. One success ends the period early.
+    #[serde(default, with = "humantime_serde")]
+    pub start_period: Duration,
+    /// Consecutive successes needed to reach `pass`.
+    #[serde(default = "one")]
+    pub success_threshold: u32,
+    /// Consecutive failures needed to reach `fail`.
+    #[serde(default = "three")]
+    pub failure_threshold: u32,
+}
+
+impl Default for DefaultsSection {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            timeout: default_timeout(),
+            initial_delay: Duration::ZERO,
+            start_period: Duration::ZERO,
+            success_threshold: 1,
+            failure_threshold: 3,
+        }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn one() -> u32 {
+    1
+}
+fn three() -> u32 {
+    3
+}
+fn yes() -> bool {
+    true
+}
+
+/// The keys every `[[checks]]` entry has, whatever its `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckCommon {
+    /// Unique name: lowercase letters, digits, `_` and `-`, at most 63 characters.
+    pub name: String,
+    /// Probe kind: `http` (also `https` URLs), `tcp` or `exec`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Verdicts this check takes part in: any of `liveness`, `readiness`,
+    /// `startup`. An empty list runs and reports the check without letting it
+    /// decide any verdict. Default `["readiness"]`.
+    #[serde(default = "default_groups")]
+    pub groups: Vec<Group>,
+    /// A failing critical check fails its verdicts; a failing non-critical one
+    /// reports `warn` and does not. Default `true`.
+    #[serde(default = "yes")]
+    pub critical: bool,
+    /// Overrides `defaults.interval`.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Overrides `defaults.timeout`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Overrides `defaults.initial_delay`.
+    #[serde(default, with = "humantime_serde")]
+    pub initial_delay: Option<Duration>,
+    /// Overrides `defaults.start_period`.
+    #[serde(default, with = "humantime_serde")]
+    pub start_period: Option<Duration>,
+    /// Overrides `defaults.success_threshold`.
+    #[serde(default)]
+    pub success_threshold: Option<u32>,
+    /// Overrides `defaults.failure_threshold`.
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+}
+
+fn default_groups() -> Vec<Group> {
+    vec![Group::Readiness]
+}
+
+/// A verdict a check can take part in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Group {
+    /// `/livez`: does the process work at all (restart it if not)?
+    Liveness,
+    /// `/readyz`: may traffic come?
+    Readiness,
+    /// `/startupz`: has the service finished starting (latched)?
+    Startup,
+}
+
+impl Group {
+    /// The group's name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Liveness => "liveness",
+            Group::Readiness => "readiness",
+            Group::Startup => "startup",
+        }
+    }
+}
+
+/// `type = "http"`: an HTTP or HTTPS request.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// `http://` or `https://` URL. Userinfo (`https://user:pass@host/`) is sent
+    /// as basic auth and never printed.
+    pub url: String,
+    /// Request method. Default `GET`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers. Values are treated as secrets: never logged or shown.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, e.g. for a POST.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Follow 3xx redirects (at most 10) instead of judging the 3xx itself. Default `false`.
+    #[serde(default)]
+    pub follow_redirects: bool,
+    /// Keep one connection open between runs instead of a fresh connection per
+    /// run. A fresh connection (the default, as kubelet does) also catches a
+    /// full accept backlog.
+    #[serde(default)]
+    pub reuse_connection: bool,
+    /// Most of the response body read, in bytes (default 65536, at most 16 MiB).
+    /// A larger body fails as `body_too_large` when a body expectation needs it,
+    /// and is otherwise cut off there.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// `[checks.tls]`: certificate verification for `https://`.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[checks.expect]`: what a passing response looks like.
+    #[serde(default)]
+    pub expect: HttpExpectSection,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+fn default_max_body_bytes() -> u64 {
+    64 * 1024
+}
+
+/// `[checks.tls]`: how an `https://` server is verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Root certificates to trust: `webpki` (Mozilla's bundle, built in; the
+    /// default) or `native` (the system's store).
+    #[serde(default)]
+    pub roots: RootsKind,
+    /// PEM file of extra CA certificates to trust (added to `roots`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Name to send as SNI and verify the certificate against, instead of the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any certificate. Only for testing: the connection is encrypted
+    /// but not authenticated.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Which root certificate store an https check trusts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootsKind {
+    /// Mozilla's root bundle compiled into the binary.
+    #[default]
+    Webpki,
+    /// The operating system's trust store.
+    Native,
+}
+
+/// `[checks.expect]` of an http check. Every expectation given must hold.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpExpectSection {
+    /// Accepted status codes: numbers (`301`) and classes (`"2xx"`). Default `["2xx"]`.
+    #[serde(default = "default_status")]
+    pub status: Vec<StatusPattern>,
+    /// The body must contain this text.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// The body must match this regular expression (Rust `regex` syntax).
+    #[serde(default)]
+    pub body_regex: Option<String>,
+    /// The body must be JSON, and each RFC 6901 pointer must hold the given
+    /// value, e.g. `{ "/status" = "UP" }`.
+    #[serde(default)]
+    pub json: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for HttpExpectSection {
+    fn default() -> Self {
+        Self {
+            status: default_status(),
+            body_contains: None,
+            body_regex: None,
+            json: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_status() -> Vec<StatusPattern> {
+    vec![StatusPattern::Text("2xx".to_owned())]
+}
+
+/// A status code (`200`) or class (`"2xx"`) as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StatusPattern {
+    /// `200`
+    Code(u16),
+    /// `"2xx"` or `"200"`
+    Text(String),
+}
+
+/// `type = "tcp"`: a TCP connect.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSection {
+    /// `host:port` to connect to; a host name is resolved on every run.
+    pub address: String,
+}
+
+/// `type = "exec"`: a command run on every check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    /// The program and its arguments (argv), run without a shell. With
+    /// `shell = true`, a single string run by `/bin/sh -c`.
+    pub command: Vec<String>,
+    /// Run `command` through `/bin/sh -c`. Default `false`.
+    #[serde(default)]
+    pub shell: bool,
+    /// Extra environment variables for the command (values never shown).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the command. Default: healthgate's own.
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+    /// Most bytes of stdout and of stderr kept (each; default 4096, at most 1 MiB).
+    /// The rest is read and discarded so the command never blocks on a full pipe.
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: u64,
+    /// `[checks.expect]`: what a passing run looks like.
+    #[serde(default)]
+    pub expect: ExecExpectSection,
+}
+
+fn default_max_output_bytes() -> u64 {
+    4096
+}
+
+/// `[checks.expect]` of an exec check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecExpectSection {
+    /// Exit code of a passing run. Default `0`.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Stdout followed by stderr must contain this text.
+    #[serde(default)]
+    pub output_contains: Option<String>,
+    /// Stdout followed by stderr must match this regular expression.
+    #[serde(default)]
+    pub output_regex: Option<String>,
+}

@@ -1,0 +1,228 @@
+//! The validated config the engine runs: defaults applied, every value parsed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use rustls_pki_types::CertificateDer;
+
+use super::model::{Group, RootsKind};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The load-balancer listener.
+    pub server: Server,
+    /// Every check, in file order.
+    pub checks: Vec<Check>,
+}
+
+/// Listener settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Address of the verdict endpoints.
+    pub listen: SocketAddr,
+    /// Bound on finishing in-flight requests at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// One validated check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Unique name.
+    pub name: Arc<str>,
+    /// Verdicts it takes part in.
+    pub groups: Vec<Group>,
+    /// Whether its failure fails its verdicts.
+    pub critical: bool,
+    /// When and how often it runs, and how results become a verdict.
+    pub schedule: Schedule,
+    /// What it does.
+    pub probe: ProbeSpec,
+}
+
+impl Check {
+    /// Whether the check takes part in `group`.
+    pub fn in_group(&self, group: Group) -> bool {
+        self.groups.contains(&group)
+    }
+}
+
+/// Timing and thresholds of one check, defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Time between the starts of two runs.
+    pub interval: Duration,
+    /// Bound on one run.
+    pub timeout: Duration,
+    /// Wait before the first run (plus jitter).
+    pub initial_delay: Duration,
+    /// Failures inside it do not count.
+    pub start_period: Duration,
+    /// Consecutive successes to `pass` (at least 1).
+    pub success_threshold: u32,
+    /// Consecutive failures to `fail` (at least 1).
+    pub failure_threshold: u32,
+}
+
+/// What a check does, parsed and ready to run.
+#[derive(Debug, Clone)]
+pub enum ProbeSpec {
+    /// An HTTP(S) request.
+    Http(Box<HttpSpec>),
+    /// A TCP connect.
+    Tcp(TcpSpec),
+    /// A command.
+    Exec(ExecSpec),
+}
+
+impl ProbeSpec {
+    /// The `type` as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeSpec::Http(_) => "http",
+            ProbeSpec::Tcp(_) => "tcp",
+            ProbeSpec::Exec(_) => "exec",
+        }
+    }
+}
+
+/// A validated http check.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    /// Target URL, userinfo removed.
+    pub url: http::Uri,
+    /// `Authorization` value built from the URL's userinfo, if any.
+    pub basic_auth: Option<Secret>,
+    /// Request method.
+    pub method: http::Method,
+    /// Extra request headers (values are secrets).
+    pub headers: Vec<(http::HeaderName, Secret)>,
+    /// Request body.
+    pub body: Option<bytes::Bytes>,
+    /// Follow 3xx responses.
+    pub follow_redirects: bool,
+    /// Keep one connection between runs.
+    pub reuse_connection: bool,
+    /// Bound on the body read.
+    pub max_body_bytes: usize,
+    /// TLS verification.
+    pub tls: TlsSpec,
+    /// What passes.
+    pub expect: HttpExpect,
+}
+
+/// TLS verification for https checks.
+#[derive(Debug, Clone)]
+pub struct TlsSpec {
+    /// Base root store.
+    pub roots: RootsKind,
+    /// Where `extra_roots` came from.
+    pub ca_file: Option<PathBuf>,
+    /// Extra trusted CAs read from `ca_file`.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// SNI and verification name override.
+    pub server_name: Option<String>,
+    /// Skip verification entirely.
+    pub insecure_skip_verify: bool,
+}
+
+/// Expectations of an http check.
+#[derive(Debug, Clone)]
+pub struct HttpExpect {
+    /// Accepted statuses.
+    pub status: Vec<StatusMatch>,
+    /// Substring of the body.
+    pub body_contains: Option<String>,
+    /// Pattern the body must match.
+    pub body_regex: Option<Regex>,
+    /// JSON pointer -> expected value.
+    pub json: BTreeMap<String, serde_json::Value>,
+}
+
+impl HttpExpect {
+    /// Whether any expectation needs the body.
+    pub fn needs_body(&self) -> bool {
+        self.body_contains.is_some() || self.body_regex.is_some() || !self.json.is_empty()
+    }
+}
+
+/// One accepted status: a code or a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// Exactly this code.
+    Code(u16),
+    /// Any code `c` with `c / 100 == class`.
+    Class(u16),
+}
+
+impl StatusMatch {
+    /// Whether `code` is accepted.
+    pub fn matches(self, code: u16) -> bool {
+        match self {
+            StatusMatch::Code(c) => c == code,
+            StatusMatch::Class(class) => code / 100 == class,
+        }
+    }
+}
+
+impl std::fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusMatch::Code(c) => write!(f, "{c}"),
+            StatusMatch::Class(c) => write!(f, "{c}xx"),
+        }
+    }
+}
+
+/// A validated tcp check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSpec {
+    /// `host:port`.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// A validated exec check.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// argv (with `shell`, `["/bin/sh", "-c", script]`).
+    pub argv: Vec<String>,
+    /// Extra environment (values are secrets).
+    pub env: Vec<(String, Secret)>,
+    /// Working directory.
+    pub working_dir: Option<PathBuf>,
+    /// Bound on each captured stream.
+    pub max_output_bytes: usize,
+    /// Expected exit code.
+    pub exit_code: i32,
+    /// Substring of the output.
+    pub output_contains: Option<String>,
+    /// Pattern the output must match.
+    pub output_regex: Option<Regex>,
+}
+
+/// A string that must never be shown: `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}

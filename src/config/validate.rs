@@ -1,0 +1,687 @@
+//! From the parsed tree to a [`Config`]: every key checked, every problem
+//! collected (not just the first), defaults applied.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use regex::Regex;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::de::DeserializeOwned;
+use serde_aux::serde_introspection::serde_introspect;
+use serde_json::{Map, Value};
+
+use super::Problem;
+use super::model::{
+    CheckCommon, DefaultsSection, ExecSection, HttpSection, ServerSection, StatusPattern,
+    TcpSection, TlsSection,
+};
+use super::resolved::*;
+
+const TOP_KEYS: &[&str] = &["server", "defaults", "checks"];
+const KINDS: &[&str] = &["http", "tcp", "exec"];
+const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+const MAX_NAME_LEN: usize = 63;
+
+/// Validates a parsed config tree, returning every problem found.
+pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
+    let mut v = Validator::default();
+    let Value::Object(root) = raw else {
+        v.push(None, "(root)", "expected a table of settings".into());
+        return Err(v.problems);
+    };
+    v.unknown_keys(None, "", &root, TOP_KEYS);
+    let server: Option<ServerSection> = v.section(&root, "server");
+    let defaults: Option<DefaultsSection> = v.section(&root, "defaults");
+    if let Some(d) = &defaults {
+        v.defaults(d);
+    }
+    let mut checks = Vec::new();
+    match root.get("checks") {
+        None => {}
+        Some(Value::Array(items)) => {
+            let defaults = defaults.clone().unwrap_or_default();
+            for (index, item) in items.iter().enumerate() {
+                if let Some(check) = v.check(index, item, &defaults) {
+                    checks.push(check);
+                }
+            }
+        }
+        Some(_) => v.push(
+            None,
+            "checks",
+            "expected a list of [[checks]] tables".into(),
+        ),
+    }
+    v.duplicates(&checks);
+    match (server, defaults) {
+        (Some(server), Some(_)) if v.problems.is_empty() => Ok(Config {
+            server: Server {
+                listen: server.listen,
+                shutdown_timeout: server.shutdown_timeout,
+            },
+            checks,
+        }),
+        _ => Err(v.problems),
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn push(&mut self, check: Option<&str>, key: &str, message: String) {
+        self.problems.push(Problem {
+            check: check.map(str::to_owned),
+            key: key.to_owned(),
+            message,
+        });
+    }
+
+    /// Reports every key of `table` not in `allowed`, with the nearest valid key.
+    fn unknown_keys(
+        &mut self,
+        check: Option<&str>,
+        prefix: &str,
+        table: &Map<String, Value>,
+        allowed: &[&str],
+    ) {
+        for key in table.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            let message = match nearest(key, allowed.iter().copied()) {
+                Some(near) => format!("unknown key; did you mean `{near}`?"),
+                None => format!("unknown key; valid keys are {}", quoted(allowed)),
+            };
+            self.push(check, &join(prefix, key), message);
+        }
+    }
+
+    /// Deserializes `root[name]` (or an empty table) into a section type.
+    fn section<T: DeserializeOwned>(&mut self, root: &Map<String, Value>, name: &str) -> Option<T> {
+        let empty = Value::Object(Map::new());
+        let value = root.get(name).unwrap_or(&empty);
+        self.parse(None, name, value)
+    }
+
+    /// Deserializes `value`, turning the first error into a problem naming its key.
+    fn parse<T: DeserializeOwned>(
+        &mut self,
+        check: Option<&str>,
+        prefix: &str,
+        value: &Value,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                let (key, message) = explain(&join(prefix, &path), &e.into_inner().to_string());
+                self.push(check, &key, message);
+                None
+            }
+        }
+    }
+
+    fn defaults(&mut self, d: &DefaultsSection) {
+        let rules = [
+            (d.interval.is_zero(), "interval", "must be more than 0s"),
+            (d.timeout.is_zero(), "timeout", "must be more than 0s"),
+            (
+                d.success_threshold == 0,
+                "success_threshold",
+                "must be at least 1",
+            ),
+            (
+                d.failure_threshold == 0,
+                "failure_threshold",
+                "must be at least 1",
+            ),
+        ];
+        self.rules(None, "defaults.", &rules);
+    }
+
+    /// Rules on what a check sets itself; inherited defaults are checked once, under `defaults`.
+    fn overrides(&mut self, check: Option<&str>, c: &CheckCommon) {
+        let zero = |d: Option<std::time::Duration>| d.is_some_and(|d| d.is_zero());
+        let rules = [
+            (zero(c.interval), "interval", "must be more than 0s"),
+            (zero(c.timeout), "timeout", "must be more than 0s"),
+            (
+                c.success_threshold == Some(0),
+                "success_threshold",
+                "must be at least 1",
+            ),
+            (
+                c.failure_threshold == Some(0),
+                "failure_threshold",
+                "must be at least 1",
+            ),
+        ];
+        self.rules(check, "", &rules);
+    }
+
+    fn rules(&mut self, check: Option<&str>, prefix: &str, rules: &[(bool, &str, &str)]) {
+        for (broken, key, message) in rules {
+            if *broken {
+                self.push(check, &format!("{prefix}{key}"), (*message).to_owned());
+            }
+        }
+    }
+
+    fn check(&mut self, index: usize, item: &Value, defaults: &DefaultsSection) -> Option<Check> {
+        let fallback = format!("checks[{index}]");
+        let Value::Object(table) = item else {
+            self.push(Some(&fallback), "", "expected a table".into());
+            return None;
+        };
+        let label = table
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map_or(fallback, str::to_owned);
+        let label = Some(label.as_str());
+        let common_keys = serde_introspect::<CheckCommon>();
+        let kind = table.get("type").and_then(Value::as_str);
+        let probe_keys: &[&str] = match kind {
+            Some("http") => serde_introspect::<HttpSection>(),
+            Some("tcp") => serde_introspect::<TcpSection>(),
+            Some("exec") => serde_introspect::<ExecSection>(),
+            Some(other) => {
+                let hint = nearest(other, KINDS.iter().copied())
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                self.push(
+                    label,
+                    "type",
+                    format!("unknown type `{other}`{hint}; one of {}", quoted(KINDS)),
+                );
+                return None;
+            }
+            None if table.contains_key("type") => {
+                self.push(
+                    label,
+                    "type",
+                    format!("expected a string, one of {}", quoted(KINDS)),
+                );
+                return None;
+            }
+            None => {
+                self.push(label, "type", format!("missing; one of {}", quoted(KINDS)));
+                return None;
+            }
+        };
+        let allowed: Vec<&str> = common_keys.iter().chain(probe_keys).copied().collect();
+        self.unknown_keys(label, "", table, &allowed);
+        let (common, probe): (Map<_, _>, Map<_, _>) = table
+            .iter()
+            .filter(|(k, _)| allowed.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| common_keys.contains(&k.as_str()));
+        let common: Option<CheckCommon> = self.parse(label, "", &Value::Object(common));
+        let probe = Value::Object(probe);
+        let probe = match kind {
+            Some("http") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.http(label, s)),
+            Some("tcp") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.tcp(label, s)),
+            _ => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.exec(label, s)),
+        };
+        let common = common?;
+        self.name(label, &common.name);
+        let schedule = Schedule {
+            interval: common.interval.unwrap_or(defaults.interval),
+            timeout: common.timeout.unwrap_or(defaults.timeout),
+            initial_delay: common.initial_delay.unwrap_or(defaults.initial_delay),
+            start_period: common.start_period.unwrap_or(defaults.start_period),
+            success_threshold: common
+                .success_threshold
+                .unwrap_or(defaults.success_threshold),
+            failure_threshold: common
+                .failure_threshold
+                .unwrap_or(defaults.failure_threshold),
+        };
+        self.overrides(label, &common);
+        let mut groups = common.groups;
+        groups.sort();
+        groups.dedup();
+        Some(Check {
+            name: Arc::from(common.name),
+            groups,
+            critical: common.critical,
+            schedule,
+            probe: probe?,
+        })
+    }
+
+    fn name(&mut self, check: Option<&str>, name: &str) {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            self.push(
+                check,
+                "name",
+                format!("must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, `_` and `-`"),
+            );
+        }
+    }
+
+    fn duplicates(&mut self, checks: &[Check]) {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for check in checks {
+            let count = seen.entry(&check.name).or_default();
+            *count += 1;
+            if *count == 2 {
+                self.push(
+                    Some(&check.name),
+                    "name",
+                    "duplicate name; check names must be unique".into(),
+                );
+            }
+        }
+    }
+
+    fn http(&mut self, check: Option<&str>, s: HttpSection) -> Option<ProbeSpec> {
+        let before = self.problems.len();
+        let (url, basic_auth) = match split_url(&s.url) {
+            Ok(parts) => parts,
+            Err(message) => {
+                self.push(check, "url", message);
+                (http::Uri::default(), None)
+            }
+        };
+        let method = http::Method::from_str(&s.method)
+            .map_err(|_| {
+                self.push(
+                    check,
+                    "method",
+                    format!("`{}` is not an HTTP method", s.method),
+                )
+            })
+            .unwrap_or_default();
+        let mut headers = Vec::new();
+        for (name, value) in &s.headers {
+            let key = format!("headers.{name}");
+            match http::HeaderName::from_str(name) {
+                Ok(header) if http::HeaderValue::from_str(value).is_ok() => {
+                    headers.push((header, Secret::new(value)))
+                }
+                Ok(_) => self.push(
+                    check,
+                    &key,
+                    "value is not a valid header value (value not shown)".into(),
+                ),
+                Err(_) => self.push(check, &key, "not a valid header name".into()),
+            }
+        }
+        if !(1..=MAX_BODY_BYTES).contains(&s.max_body_bytes) {
+            self.push(
+                check,
+                "max_body_bytes",
+                format!("must be between 1 and {MAX_BODY_BYTES}"),
+            );
+        }
+        let tls = self.tls(check, s.tls);
+        let mut status = Vec::new();
+        for (i, pattern) in s.expect.status.iter().enumerate() {
+            match parse_status(pattern) {
+                Some(m) => status.push(m),
+                None => self.push(
+                    check,
+                    &format!("expect.status[{i}]"),
+                    "expected a code 100..=599 or a class \"1xx\"..\"5xx\"".into(),
+                ),
+            }
+        }
+        if s.expect.status.is_empty() {
+            self.push(
+                check,
+                "expect.status",
+                "must list at least one code or class".into(),
+            );
+        }
+        let body_regex = self.regex(check, "expect.body_regex", s.expect.body_regex.as_deref());
+        for pointer in s.expect.json.keys() {
+            if !(pointer.is_empty() || pointer.starts_with('/')) {
+                self.push(
+                    check,
+                    &format!("expect.json.{pointer}"),
+                    "a JSON pointer starts with `/` (RFC 6901), e.g. \"/status\"".into(),
+                );
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ProbeSpec::Http(Box::new(HttpSpec {
+            url,
+            basic_auth,
+            method,
+            headers,
+            body: s.body.map(bytes::Bytes::from),
+            follow_redirects: s.follow_redirects,
+            reuse_connection: s.reuse_connection,
+            max_body_bytes: usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX),
+            tls: tls?,
+            expect: HttpExpect {
+                status,
+                body_contains: s.expect.body_contains,
+                body_regex: body_regex?,
+                json: s.expect.json,
+            },
+        })))
+    }
+
+    fn tls(&mut self, check: Option<&str>, s: TlsSection) -> Option<TlsSpec> {
+        let mut extra_roots = Vec::new();
+        if let Some(path) = &s.ca_file {
+            match read_certs(path) {
+                Ok(certs) => extra_roots = certs,
+                Err(message) => {
+                    self.push(check, "tls.ca_file", message);
+                    return None;
+                }
+            }
+        }
+        if let Some(name) = &s.server_name
+            && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            self.push(
+                check,
+                "tls.server_name",
+                "not a valid DNS name or IP address".into(),
+            );
+            return None;
+        }
+        Some(TlsSpec {
+            roots: s.roots,
+            ca_file: s.ca_file,
+            extra_roots,
+            server_name: s.server_name,
+            insecure_skip_verify: s.insecure_skip_verify,
+        })
+    }
+
+    fn regex(
+        &mut self,
+        check: Option<&str>,
+        key: &str,
+        pattern: Option<&str>,
+    ) -> Option<Option<Regex>> {
+        match pattern.map(Regex::new).transpose() {
+            Ok(re) => Some(re),
+            Err(e) => {
+                self.push(check, key, format!("invalid regular expression: {e}"));
+                None
+            }
+        }
+    }
+
+    fn tcp(&mut self, check: Option<&str>, s: TcpSection) -> Option<ProbeSpec> {
+        match split_host_port(&s.address) {
+            Some((host, port)) => Some(ProbeSpec::Tcp(TcpSpec { host, port })),
+            None => {
+                self.push(
+                    check,
+                    "address",
+                    "expected `host:port`, e.g. \"127.0.0.1:5432\"".into(),
+                );
+                None
+            }
+        }
+    }
+
+    fn exec(&mut self, check: Option<&str>, s: ExecSection) -> Option<ProbeSpec> {
+        let before = self.problems.len();
+        if s.command.first().is_none_or(|p| p.trim().is_empty()) {
+            self.push(
+                check,
+                "command",
+                "must name a program, e.g. [\"redis-cli\", \"ping\"]".into(),
+            );
+        } else if s.shell && s.command.len() != 1 {
+            self.push(
+                check,
+                "command",
+                "with `shell = true`, give one string: the script".into(),
+            );
+        }
+        if !(1..=MAX_OUTPUT_BYTES).contains(&s.max_output_bytes) {
+            self.push(
+                check,
+                "max_output_bytes",
+                format!("must be between 1 and {MAX_OUTPUT_BYTES}"),
+            );
+        }
+        for name in s.env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                self.push(
+                    check,
+                    &format!("env.{name}"),
+                    "not a valid variable name".into(),
+                );
+            }
+        }
+        let output_regex = self.regex(
+            check,
+            "expect.output_regex",
+            s.expect.output_regex.as_deref(),
+        );
+        if self.problems.len() > before {
+            return None;
+        }
+        let argv = if s.shell {
+            let script = s.command.into_iter().next().unwrap_or_default();
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), script]
+        } else {
+            s.command
+        };
+        Some(ProbeSpec::Exec(ExecSpec {
+            argv,
+            env: s
+                .env
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
+            working_dir: s.working_dir,
+            max_output_bytes: usize::try_from(s.max_output_bytes).unwrap_or(usize::MAX),
+            exit_code: s.expect.exit_code,
+            output_contains: s.expect.output_contains,
+            output_regex: output_regex?,
+        }))
+    }
+}
+
+/// Parses an http(s) URL, moving its userinfo into a basic-auth secret.
+/// Messages never repeat the URL: it may hold a password.
+fn split_url(raw: &str) -> Result<(http::Uri, Option<Secret>), String> {
+    let uri = http::Uri::from_str(raw).map_err(|e| format!("not a valid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return Err("scheme must be http or https".into()),
+        None => return Err("must be absolute, e.g. \"http://127.0.0.1:8000/healthz\"".into()),
+    }
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty())
+        .ok_or_else(|| "has no host".to_owned())?;
+    let Some((userinfo, host)) = authority.as_str().rsplit_once('@') else {
+        return Ok((uri, None));
+    };
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(userinfo)
+    );
+    let mut parts = uri.clone().into_parts();
+    parts.authority =
+        Some(http::uri::Authority::from_str(host).map_err(|e| format!("not a valid URL: {e}"))?);
+    let uri = http::Uri::from_parts(parts).map_err(|e| format!("not a valid URL: {e}"))?;
+    Ok((uri, Some(Secret::new(auth))))
+}
+
+fn parse_status(pattern: &StatusPattern) -> Option<StatusMatch> {
+    let code_ok = |c: u16| (100..=599).contains(&c);
+    match pattern {
+        StatusPattern::Code(c) if code_ok(*c) => Some(StatusMatch::Code(*c)),
+        StatusPattern::Code(_) => None,
+        StatusPattern::Text(text) => {
+            let text = text.to_ascii_lowercase();
+            if let Some(class) = text.strip_suffix("xx") {
+                let class: u16 = class.parse().ok()?;
+                (1..=5)
+                    .contains(&class)
+                    .then_some(StatusMatch::Class(class))
+            } else {
+                text.parse()
+                    .ok()
+                    .filter(|c| code_ok(*c))
+                    .map(StatusMatch::Code)
+            }
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port`; the host is returned without brackets.
+fn split_host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_owned(), port))
+}
+
+fn read_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certs.iter().cloned());
+    if added == 0 {
+        return Err(format!(
+            "{}: holds no usable CA certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// Turns a serde message into (key, message), naming the key and suggesting
+/// the nearest valid spelling for unknown fields and variants.
+fn explain(path: &str, message: &str) -> (String, String) {
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        return (join(path, field), "missing; this key is required".into());
+    }
+    for (prefix, what) in [("unknown field `", "key"), ("unknown variant `", "value")] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((got, expected)) = rest.split_once('`')
+        {
+            let options: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let key = if what == "key" {
+                join(path, got)
+            } else {
+                path.to_owned()
+            };
+            let message = match nearest(got, options.iter().copied()) {
+                Some(near) => format!("unknown {what} `{got}`; did you mean `{near}`?"),
+                None => format!(
+                    "unknown {what} `{got}`; expected one of {}",
+                    quoted(&options)
+                ),
+            };
+            return (key, message);
+        }
+    }
+    let key = if path.is_empty() {
+        "(root)".to_owned()
+    } else {
+        path.to_owned()
+    };
+    (key, message.to_owned())
+}
+
+/// The closest candidate by edit distance, if it is close enough to be a typo.
+fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    match (prefix.is_empty(), key.is_empty()) {
+        (true, _) => key.to_owned(),
+        (_, true) => prefix.to_owned(),
+        _ if prefix.ends_with('.') => format!("{prefix}{key}"),
+        _ => format!("{prefix}.{key}"),
+    }
+}
+
+fn quoted(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| format!("`{w}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_suggests_typos_only() {
+        let keys = ["interval", "timeout", "failure_threshold"];
+        assert_eq!(nearest("intervall", keys.iter().copied()), Some("interval"));
+        assert_eq!(
+            nearest("failure_treshold", keys.iter().copied()),
+            Some("failure_threshold")
+        );
+        assert_eq!(nearest("colour", keys.iter().copied()), None);
+    }
+
+    #[test]
+    fn userinfo_moves_into_basic_auth() {
+        let (uri, auth) = split_url("https://alice:s3cret@example.test:8443/h?x=1").unwrap();
+        assert_eq!(uri.to_string(), "https://example.test:8443/h?x=1");
+        assert_eq!(auth.unwrap().expose(), "Basic YWxpY2U6czNjcmV0");
+        let err = split_url("ftp://alice:s3cret@example.test/").unwrap_err();
+        assert!(!err.contains("s3cret"));
+    }
+
+    #[test]
+    fn status_patterns() {
+        let p = |s: &str| parse_status(&StatusPattern::Text(s.into()));
+        assert_eq!(p("2xx"), Some(StatusMatch::Class(2)));
+        assert_eq!(p("301"), Some(StatusMatch::Code(301)));
+        assert_eq!(p("6xx"), None);
+        assert_eq!(p("abc"), None);
+        assert_eq!(parse_status(&StatusPattern::Code(99)), None);
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(split_host_port("[::1]:80"), Some(("::1".into(), 80)));
+        assert_eq!(
+            split_host_port("db.local:5432"),
+            Some(("db.local".into(), 5432))
+        );
+        assert_eq!(split_host_port("db.local"), None);
+        assert_eq!(split_host_port(":80"), None);
+    }
+}

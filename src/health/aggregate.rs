@@ -1,0 +1,124 @@
+//! From check views to the liveness, readiness and startup verdicts.
+//!
+//! - startup: 200 once every critical startup check has passed once (latched
+//!   by the caller); with none, from the start.
+//! - liveness: 200 until started, whatever the liveness checks say (as
+//!   Kubernetes holds liveness back during startup); then 503 when a critical
+//!   liveness check is `fail`.
+//! - readiness: 200 when started and every critical readiness check is `pass`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Status;
+use super::snapshot::{CheckView, Verdict};
+use crate::config::Group;
+
+/// How many check names a one-line reason lists before "and N more".
+const NAMES_IN_REASON: usize = 5;
+
+/// Whether every critical startup check has passed at least once.
+pub fn startup_done(checks: &[Arc<CheckView>]) -> bool {
+    checks
+        .iter()
+        .filter(|c| c.critical && c.in_group(Group::Startup))
+        .all(|c| c.ever_passed)
+}
+
+/// `/startupz`
+pub fn startup(checks: &[Arc<CheckView>], started: bool) -> Verdict {
+    if started {
+        return ok();
+    }
+    not_ok(format!(
+        "not started: waiting for {}",
+        blocking(checks, Group::Startup)
+    ))
+}
+
+/// `/livez`
+pub fn liveness(checks: &[Arc<CheckView>], started: bool) -> Verdict {
+    if !started {
+        return ok();
+    }
+    let failing = blocking(checks, Group::Liveness);
+    if failing.is_empty() {
+        ok()
+    } else {
+        not_ok(format!("not live: {failing}"))
+    }
+}
+
+/// `/readyz`
+pub fn readiness(checks: &[Arc<CheckView>], started: bool) -> Verdict {
+    if !started {
+        let waiting = blocking(checks, Group::Startup);
+        return not_ok(format!("not ready: not started, waiting for {waiting}"));
+    }
+    let blockers = blocking(checks, Group::Readiness);
+    if blockers.is_empty() {
+        ok()
+    } else {
+        not_ok(format!("not ready: {blockers}"))
+    }
+}
+
+/// `/health`'s overall status.
+pub fn overall(checks: &[Arc<CheckView>], live: &Verdict, ready: &Verdict) -> Status {
+    if !live.ok || !ready.ok {
+        Status::Fail
+    } else if checks
+        .iter()
+        .any(|c| matches!(c.status, Status::Warn | Status::Starting | Status::Fail))
+    {
+        Status::Warn
+    } else {
+        Status::Pass
+    }
+}
+
+/// Whether `check` holds back `group`'s verdict: a critical member that has
+/// not passed once (startup), is not `pass` (readiness) or is `fail` (liveness).
+pub fn blocks(check: &CheckView, group: Group) -> bool {
+    check.critical
+        && check.in_group(group)
+        && match group {
+            Group::Startup => !check.ever_passed,
+            Group::Readiness => check.status != Status::Pass,
+            Group::Liveness => check.status == Status::Fail,
+        }
+}
+
+/// "api fail, db starting and 3 more": the checks holding back `group`.
+fn blocking(checks: &[Arc<CheckView>], group: Group) -> String {
+    let names: Vec<String> = checks
+        .iter()
+        .filter(|c| blocks(c, group))
+        .map(|c| format!("{} {}", c.name, c.status))
+        .collect();
+    let mut line = names
+        .iter()
+        .take(NAMES_IN_REASON)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMES_IN_REASON {
+        line.push_str(&format!(" and {} more", names.len() - NAMES_IN_REASON));
+    }
+    line
+}
+
+fn ok() -> Verdict {
+    Verdict {
+        ok: true,
+        reason: Bytes::from_static(b"ok"),
+    }
+}
+
+fn not_ok(reason: String) -> Verdict {
+    Verdict {
+        ok: false,
+        reason: Bytes::from(reason),
+    }
+}

@@ -1,0 +1,87 @@
+//! The immutable view endpoints and exporters read: published whole after
+//! every batch of results, read without locks.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+
+use super::Status;
+use crate::config::Group;
+use crate::probe::Category;
+
+/// Where the latest snapshot lives: one writer (the engine), many lock-free readers.
+pub type Published = Arc<ArcSwap<Snapshot>>;
+
+/// Everything the endpoints need, computed once per publish.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Every check, in config order.
+    pub checks: Vec<Arc<CheckView>>,
+    /// Whether every critical startup check has passed once (latched).
+    pub started: bool,
+    /// `/livez`
+    pub liveness: Verdict,
+    /// `/readyz`
+    pub readiness: Verdict,
+    /// `/startupz`
+    pub startup: Verdict,
+    /// `/health`'s overall status: `fail` when live or ready fails, `warn`
+    /// when any check warns or is still starting, else `pass`.
+    pub overall: Status,
+}
+
+/// One endpoint's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// 200 when true, 503 otherwise.
+    pub ok: bool,
+    /// `ok`, or a one-line reason.
+    pub reason: Bytes,
+}
+
+/// One check as the endpoints show it.
+#[derive(Debug, Clone)]
+pub struct CheckView {
+    /// Name.
+    pub name: Arc<str>,
+    /// Probe type (`http`, `tcp`, `exec`).
+    pub kind: &'static str,
+    /// Verdicts it takes part in.
+    pub groups: Vec<Group>,
+    /// Whether it is critical.
+    pub critical: bool,
+    /// Current status.
+    pub status: Status,
+    /// When the status last changed (or the check was created).
+    pub since: SystemTime,
+    /// Consecutive successes.
+    pub consecutive_successes: u32,
+    /// Consecutive counted failures.
+    pub consecutive_failures: u32,
+    /// Whether it has ever passed (for the startup latch).
+    pub ever_passed: bool,
+    /// The latest run, if any.
+    pub last: Option<LastRun>,
+}
+
+impl CheckView {
+    /// Whether the check takes part in `group`.
+    pub fn in_group(&self, group: Group) -> bool {
+        self.groups.contains(&group)
+    }
+}
+
+/// The latest run of a check.
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    /// When it finished.
+    pub at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// `None` when it passed.
+    pub failure: Option<Category>,
+    /// The probe's message.
+    pub message: String,
+}

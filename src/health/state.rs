@@ -1,0 +1,240 @@
+//! One check's state machine: thresholds, start period, hysteresis.
+//!
+//! `starting` until the first verdict; `pass` after `success_threshold`
+//! consecutive successes; `fail` (or `warn` for a non-critical check) after
+//! `failure_threshold` consecutive failures; in between the previous verdict
+//! stands. Failures inside the start period do not count; one success ends it.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Schedule;
+use crate::probe::Outcome;
+
+/// A check's reported status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// No verdict yet.
+    Starting,
+    /// Healthy.
+    Pass,
+    /// A non-critical check that is failing.
+    Warn,
+    /// A critical check that is failing.
+    Fail,
+}
+
+impl Status {
+    /// The status as shown in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A change of status, reported once when it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// Status before the result.
+    pub from: Status,
+    /// Status after it.
+    pub to: Status,
+}
+
+/// The verdict state of one check.
+#[derive(Debug, Clone)]
+pub struct CheckState {
+    success_threshold: u32,
+    failure_threshold: u32,
+    critical: bool,
+    /// `None` while starting; then whether the last verdict was healthy.
+    healthy: Option<bool>,
+    successes: u32,
+    failures: u32,
+    /// End of the start period; `None` once it is over.
+    start_period_ends: Option<Instant>,
+    ever_passed: bool,
+}
+
+impl CheckState {
+    /// A new check, starting now.
+    pub fn new(schedule: &Schedule, critical: bool, now: Instant) -> Self {
+        Self {
+            success_threshold: schedule.success_threshold.max(1),
+            failure_threshold: schedule.failure_threshold.max(1),
+            critical,
+            healthy: None,
+            successes: 0,
+            failures: 0,
+            start_period_ends: (schedule.start_period > Duration::ZERO)
+                .then(|| now + schedule.start_period),
+            ever_passed: false,
+        }
+    }
+
+    /// Takes one probe result into account, returning the transition if the status changed.
+    pub fn record(&mut self, outcome: &Outcome, now: Instant) -> Option<Transition> {
+        let from = self.status();
+        if outcome.passed() {
+            self.start_period_ends = None;
+            self.failures = 0;
+            self.successes = self.successes.saturating_add(1);
+            if self.successes >= self.success_threshold {
+                self.healthy = Some(true);
+                self.ever_passed = true;
+            }
+        } else if self.start_period_ends.is_some_and(|end| now < end) {
+            // Inside the start period a failure does not count.
+        } else {
+            self.start_period_ends = None;
+            self.successes = 0;
+            self.failures = self.failures.saturating_add(1);
+            if self.failures >= self.failure_threshold {
+                self.healthy = Some(false);
+            }
+        }
+        let to = self.status();
+        (from != to).then_some(Transition { from, to })
+    }
+
+    /// The reported status.
+    pub fn status(&self) -> Status {
+        match self.healthy {
+            None => Status::Starting,
+            Some(true) => Status::Pass,
+            Some(false) if self.critical => Status::Fail,
+            Some(false) => Status::Warn,
+        }
+    }
+
+    /// Consecutive successes so far.
+    pub fn consecutive_successes(&self) -> u32 {
+        self.successes
+    }
+
+    /// Consecutive counted failures so far.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Whether the check has ever reached `pass`.
+    pub fn ever_passed(&self) -> bool {
+        self.ever_passed
+    }
+
+    /// Whether failures are still being forgiven at `now`.
+    pub fn in_start_period(&self, now: Instant) -> bool {
+        self.start_period_ends.is_some_and(|end| now < end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Category;
+
+    fn schedule(success: u32, failure: u32, start_period: Duration) -> Schedule {
+        Schedule {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            initial_delay: Duration::ZERO,
+            start_period,
+            success_threshold: success,
+            failure_threshold: failure,
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::pass("ok")
+    }
+    fn bad() -> Outcome {
+        Outcome::fail(Category::ConnectRefused, "refused")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thresholds_and_hysteresis() {
+        let now = Instant::now();
+        let mut s = CheckState::new(&schedule(2, 3, Duration::ZERO), true, now);
+        assert_eq!(s.status(), Status::Starting);
+        assert_eq!(
+            s.record(&ok(), now),
+            None,
+            "one success of two keeps it starting"
+        );
+        let t = s.record(&ok(), now).expect("second success passes");
+        assert_eq!((t.from, t.to), (Status::Starting, Status::Pass));
+        assert_eq!(s.record(&bad(), now), None);
+        assert_eq!(s.record(&bad(), now), None);
+        assert_eq!(s.consecutive_failures(), 2);
+        // A success in between resets the failure count: the verdict stands.
+        assert_eq!(s.record(&ok(), now), None);
+        assert_eq!(s.consecutive_failures(), 0);
+        for _ in 0..2 {
+            assert_eq!(s.record(&bad(), now), None);
+        }
+        let t = s.record(&bad(), now).expect("third failure fails");
+        assert_eq!((t.from, t.to), (Status::Pass, Status::Fail));
+        // One success of two does not bring it back.
+        assert_eq!(s.record(&ok(), now), None);
+        assert_eq!(s.status(), Status::Fail);
+        assert_eq!(s.record(&ok(), now).map(|t| t.to), Some(Status::Pass));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_from_starting_reach_fail_without_a_pass() {
+        let now = Instant::now();
+        let mut s = CheckState::new(&schedule(1, 2, Duration::ZERO), true, now);
+        assert_eq!(s.record(&bad(), now), None);
+        assert_eq!(s.record(&bad(), now).map(|t| t.to), Some(Status::Fail));
+        assert!(!s.ever_passed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_period_forgives_failures_until_it_ends_or_a_success() {
+        let start = Instant::now();
+        let mut s = CheckState::new(&schedule(1, 1, Duration::from_secs(30)), true, start);
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(s.record(&bad(), Instant::now()), None);
+        assert_eq!(s.status(), Status::Starting);
+        assert_eq!(s.consecutive_failures(), 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!s.in_start_period(Instant::now()));
+        assert_eq!(
+            s.record(&bad(), Instant::now()).map(|t| t.to),
+            Some(Status::Fail)
+        );
+
+        // One success ends the start period early.
+        let mut s = CheckState::new(
+            &schedule(1, 1, Duration::from_secs(30)),
+            true,
+            Instant::now(),
+        );
+        s.record(&ok(), Instant::now());
+        assert!(!s.in_start_period(Instant::now()));
+        assert_eq!(
+            s.record(&bad(), Instant::now()).map(|t| t.to),
+            Some(Status::Fail)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn non_critical_failure_is_warn() {
+        let now = Instant::now();
+        let mut s = CheckState::new(&schedule(1, 1, Duration::ZERO), false, now);
+        s.record(&ok(), now);
+        assert_eq!(s.record(&bad(), now).map(|t| t.to), Some(Status::Warn));
+    }
+}

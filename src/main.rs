@@ -1,0 +1,193 @@
+//! The `healthgate` command line.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use healthgate::config::{self, Config, ConfigError};
+use healthgate::telemetry::log::{self, LogFormat};
+
+/// A sidecar health gateway: probes a service and what it depends on, and
+/// serves aggregated liveness, readiness and startup verdicts.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `debug`, `healthgate=debug`); overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Config file (.toml, .yaml or .yml).
+    #[arg(long, short, env = "HEALTHGATE_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the checks and serve the verdicts until SIGTERM or SIGINT.
+    Run(ConfigArg),
+    /// Run every (or each named) check once, ignoring thresholds.
+    /// Exit 0 when every critical check passes, 1 when one fails, 2 on a config error.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Run only this check (repeatable).
+        #[arg(long = "check", value_name = "NAME")]
+        checks: Vec<String>,
+    },
+    /// Load and validate the config; exit 2 listing every problem.
+    Validate(ConfigArg),
+    /// Run the gateway beside a toy upstream whose health can be toggled.
+    Demo {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where the toy upstream listens.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        upstream: SocketAddr,
+    },
+}
+
+const EXIT_CHECK_FAILED: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = log::init(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("healthgate: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("healthgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Validate(arg) => match load(&arg) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} checks)",
+                    arg.config.display(),
+                    config.checks.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Check {
+            config,
+            json,
+            checks,
+        } => {
+            let loaded = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let selected = match healthgate::check::select(loaded.checks, &checks) {
+                Ok(selected) => selected,
+                Err(message) => {
+                    eprintln!("healthgate: {message}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let rows = healthgate::check::run_once(&selected).await;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
+            } else {
+                print!("{}", healthgate::check::table(&rows));
+            }
+            if healthgate::check::any_critical_failed(&rows) {
+                ExitCode::from(EXIT_CHECK_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Run(arg) => match load(&arg) {
+            Ok(config) => serve(&config).await,
+            Err(code) => code,
+        },
+        Command::Demo { config, upstream } => {
+            let loaded = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let listener = match healthgate::server::bind(upstream).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::error!("demo upstream: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tokio::spawn(healthgate::demo::serve_upstream(listener));
+            tracing::info!(
+                upstream = %upstream,
+                "demo upstream up; watch `curl -s localhost:{}/readyz?verbose`, flip it with `curl -XPOST {upstream}/toggle`",
+                loaded.server.listen.port()
+            );
+            serve(&loaded).await
+        }
+    }
+}
+
+async fn serve(config: &Config) -> ExitCode {
+    match healthgate::run(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    config::load(&arg.config).map_err(|e| {
+        report(&e);
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// The problems go to stderr as plain lines, whatever the log format: a person reads them.
+fn report(error: &ConfigError) {
+    eprintln!("healthgate: invalid config: {error}");
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

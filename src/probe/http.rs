@@ -1,0 +1,424 @@
+//! `type = "http"`: one request over hyper (rustls for https), a fresh
+//! connection per run unless `reuse_connection`, the body read up to
+//! `max_body_bytes` and no further, then the expectations judged.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, HOST, LOCATION, USER_AGENT};
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+
+use super::{BoxFuture, Category, Outcome, Probe, net, tls};
+use crate::config::HttpSpec;
+
+const MAX_REDIRECTS: usize = 10;
+const USER_AGENT_VALUE: &str = concat!("healthgate/", env!("CARGO_PKG_VERSION"));
+
+/// Requests `spec.url` and judges the answer.
+pub struct HttpProbe {
+    spec: HttpSpec,
+    tls: Result<Arc<ClientConfig>, String>,
+    /// The kept connection with `reuse_connection`, and the origin it belongs to.
+    pooled: Mutex<Option<(String, Conn)>>,
+}
+
+/// A client connection; dropping it closes the socket.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    _close: oneshot::Sender<()>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What came back, before judging.
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    /// `None` when the body was larger than `max_body_bytes`.
+    body: Option<Bytes>,
+}
+
+impl HttpProbe {
+    /// A probe for `spec`; its TLS config is built here, once.
+    pub fn new(spec: HttpSpec) -> Self {
+        let tls = tls::client_config(&spec.tls);
+        Self {
+            spec,
+            tls,
+            pooled: Mutex::new(None),
+        }
+    }
+
+    async fn run(&self, deadline: Instant) -> Outcome {
+        let mut uri = self.spec.url.clone();
+        let mut same_origin = true;
+        for _ in 0..=MAX_REDIRECTS {
+            let answer = match self.exchange(&uri, same_origin, deadline).await {
+                Ok(answer) => answer,
+                Err(outcome) => return outcome,
+            };
+            if self.spec.follow_redirects && answer.status.is_redirection() {
+                if let Some(next) = answer.location.as_deref().and_then(|l| resolve(&uri, l)) {
+                    same_origin &= origin(&next) == origin(&uri);
+                    uri = next;
+                    continue;
+                }
+            }
+            return self.judge(answer);
+        }
+        Outcome::fail(
+            Category::StatusMismatch,
+            format!("gave up after {MAX_REDIRECTS} redirects"),
+        )
+    }
+
+    /// One request and its bounded response. Credentials and custom headers
+    /// go only to the configured origin, never across a redirect.
+    async fn exchange(
+        &self,
+        uri: &Uri,
+        credentials: bool,
+        deadline: Instant,
+    ) -> Result<Answer, Outcome> {
+        let target = origin(uri);
+        let pooled = self.take_pooled(&target);
+        let was_pooled = pooled.is_some();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.open(uri, deadline).await?,
+        };
+        let mut response = match self
+            .send(&mut conn, uri, credentials, deadline, &target)
+            .await
+        {
+            // A kept connection the server closed while idle: one retry on a fresh one.
+            Err(outcome) if was_pooled && outcome.failure == Some(Category::Protocol) => {
+                conn = self.open(uri, deadline).await?;
+                self.send(&mut conn, uri, credentials, deadline, &target)
+                    .await?
+            }
+            other => other?,
+        };
+        let status = response.status();
+        let location = response
+            .headers_mut()
+            .remove(LOCATION)
+            .and_then(|v| v.to_str().ok().map(str::to_owned));
+        let limited = Limited::new(response.into_body(), self.spec.max_body_bytes);
+        let body = match timeout_at(deadline, limited.collect()).await {
+            Err(_) => {
+                return Err(Outcome::fail(
+                    Category::Timeout,
+                    format!(
+                        "status {status} from {target}, but the body did not finish within the timeout"
+                    ),
+                ));
+            }
+            Ok(Ok(collected)) => Some(collected.to_bytes()),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => None,
+            Ok(Err(e)) => {
+                return Err(Outcome::fail(
+                    Category::Protocol,
+                    format!("{target}: reading the body: {e}"),
+                ));
+            }
+        };
+        if self.spec.reuse_connection && body.is_some() {
+            if let Ok(mut slot) = self.pooled.lock() {
+                *slot = Some((target, conn));
+            }
+        }
+        Ok(Answer {
+            status,
+            location,
+            body,
+        })
+    }
+
+    async fn send(
+        &self,
+        conn: &mut Conn,
+        uri: &Uri,
+        credentials: bool,
+        deadline: Instant,
+        target: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, Outcome> {
+        match timeout_at(
+            deadline,
+            conn.sender.send_request(self.request(uri, credentials)),
+        )
+        .await
+        {
+            Err(_) => Err(Outcome::fail(
+                Category::Timeout,
+                format!("no response from {target} within the timeout"),
+            )),
+            Ok(Err(e)) => Err(Outcome::fail(Category::Protocol, format!("{target}: {e}"))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    fn take_pooled(&self, target: &str) -> Option<Conn> {
+        if !self.spec.reuse_connection {
+            return None;
+        }
+        let (origin, conn) = self.pooled.lock().ok()?.take()?;
+        (origin == target && conn.sender.is_ready()).then_some(conn)
+    }
+
+    /// Connects (TCP, then TLS for https) and hands the socket to hyper. The
+    /// connection task ends with the run (or, kept, when the `Conn` is dropped).
+    async fn open(&self, uri: &Uri, deadline: Instant) -> Result<Conn, Outcome> {
+        let https = uri.scheme_str() == Some("https");
+        let host = uri.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tcp = net::connect(host, port, deadline).await?;
+        let io: Box<dyn Io> = if https {
+            Box::new(self.handshake(tcp, host, port, deadline).await?)
+        } else {
+            Box::new(tcp)
+        };
+        let (sender, connection) =
+            match timeout_at(deadline, http1::handshake(TokioIo::new(io))).await {
+                Err(_) => return Err(Outcome::fail(Category::Timeout, "HTTP handshake timed out")),
+                Ok(Err(e)) => {
+                    return Err(Outcome::fail(
+                        Category::Protocol,
+                        format!("{host}:{port}: {e}"),
+                    ));
+                }
+                Ok(Ok(parts)) => parts,
+            };
+        let (close, closed) = oneshot::channel::<()>();
+        let reuse = self.spec.reuse_connection;
+        tokio::spawn(async move {
+            let until = async {
+                if reuse {
+                    std::future::pending::<()>().await
+                } else {
+                    tokio::time::sleep_until(deadline).await
+                }
+            };
+            tokio::select! {
+                _ = connection => {}
+                _ = closed => {}
+                _ = until => {}
+            }
+        });
+        Ok(Conn {
+            sender,
+            _close: close,
+        })
+    }
+
+    async fn handshake(
+        &self,
+        tcp: tokio::net::TcpStream,
+        host: &str,
+        port: u16,
+        deadline: Instant,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Outcome> {
+        let config = self
+            .tls
+            .as_ref()
+            .map_err(|e| Outcome::fail(Category::Tls, e.clone()))?;
+        let name = self.spec.tls.server_name.as_deref().unwrap_or(host);
+        let name = ServerName::try_from(name.to_owned()).map_err(|_| {
+            Outcome::fail(
+                Category::Tls,
+                format!("`{name}` is not a valid TLS server name"),
+            )
+        })?;
+        match timeout_at(
+            deadline,
+            TlsConnector::from(config.clone()).connect(name, tcp),
+        )
+        .await
+        {
+            Err(_) => Err(Outcome::fail(
+                Category::Timeout,
+                format!("TLS handshake with {host}:{port} timed out"),
+            )),
+            Ok(Err(e)) => Err(Outcome::fail(
+                Category::Tls,
+                format!("TLS handshake with {host}:{port}: {e}"),
+            )),
+            Ok(Ok(stream)) => Ok(stream),
+        }
+    }
+
+    fn request(&self, uri: &Uri, credentials: bool) -> Request<Full<Bytes>> {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = Request::new(Full::new(self.spec.body.clone().unwrap_or_default()));
+        *request.method_mut() = self.spec.method.clone();
+        *request.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+        let headers = request.headers_mut();
+        if let Some(authority) = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            headers.insert(HOST, authority);
+        }
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        if !self.spec.reuse_connection {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if credentials {
+            if let Some(auth) = self
+                .spec
+                .basic_auth
+                .as_ref()
+                .and_then(|a| HeaderValue::from_str(a.expose()).ok())
+            {
+                headers.insert(AUTHORIZATION, auth);
+            }
+            for (name, value) in &self.spec.headers {
+                if let Ok(mut value) = HeaderValue::from_str(value.expose()) {
+                    value.set_sensitive(true);
+                    headers.insert(name.clone(), value);
+                }
+            }
+        }
+        request
+    }
+
+    fn judge(&self, answer: Answer) -> Outcome {
+        let expect = &self.spec.expect;
+        let code = answer.status.as_u16();
+        if !expect.status.iter().any(|m| m.matches(code)) {
+            let wanted: Vec<String> = expect.status.iter().map(ToString::to_string).collect();
+            return Outcome::fail(
+                Category::StatusMismatch,
+                format!("status {code}, expected {}", wanted.join(" or ")),
+            );
+        }
+        let Some(body) = answer.body else {
+            let max = self.spec.max_body_bytes;
+            return if expect.needs_body() {
+                Outcome::fail(
+                    Category::BodyTooLarge,
+                    format!("body is larger than max_body_bytes ({max})"),
+                )
+            } else {
+                Outcome::pass(format!("status {code} (body cut at max_body_bytes, {max})"))
+            };
+        };
+        let text = String::from_utf8_lossy(&body);
+        if let Some(needle) = &expect.body_contains {
+            if !text.contains(needle.as_str()) {
+                return Outcome::fail(
+                    Category::BodyMismatch,
+                    format!("body does not contain {needle:?}"),
+                );
+            }
+        }
+        if let Some(re) = &expect.body_regex {
+            if !re.is_match(&text) {
+                return Outcome::fail(
+                    Category::BodyMismatch,
+                    format!("body does not match /{re}/"),
+                );
+            }
+        }
+        if !expect.json.is_empty() {
+            let doc: serde_json::Value = match serde_json::from_slice(&body) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    return Outcome::fail(Category::JsonMismatch, format!("body is not JSON: {e}"));
+                }
+            };
+            for (pointer, wanted) in &expect.json {
+                match doc.pointer(pointer) {
+                    None => {
+                        return Outcome::fail(
+                            Category::JsonMismatch,
+                            format!("{pointer} is missing"),
+                        );
+                    }
+                    Some(got) if got != wanted => {
+                        return Outcome::fail(
+                            Category::JsonMismatch,
+                            format!("{pointer} is {got}, expected {wanted}"),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Outcome::pass(format!("status {code}"))
+    }
+}
+
+impl Probe for HttpProbe {
+    fn check(&self, deadline: Instant) -> BoxFuture<'_, Outcome> {
+        Box::pin(self.run(deadline))
+    }
+}
+
+/// `scheme://authority`, the unit a connection (and a credential) belongs to.
+fn origin(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map_or("", |a| a.as_str())
+    )
+}
+
+/// Resolves a `Location` header against the URL that sent it.
+fn resolve(base: &Uri, location: &str) -> Option<Uri> {
+    if let Ok(uri) = location.parse::<Uri>() {
+        if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() {
+            return Some(uri);
+        }
+    }
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{}://{rest}", base.scheme_str()?).parse().ok();
+    }
+    let path = if location.starts_with('/') {
+        location.to_owned()
+    } else {
+        let dir = base.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+        format!("{dir}/{location}")
+    };
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(path.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_base() {
+        let base: Uri = "http://a.test:8080/x/y?q=1".parse().unwrap();
+        assert_eq!(
+            resolve(&base, "/z").unwrap().to_string(),
+            "http://a.test:8080/z"
+        );
+        assert_eq!(
+            resolve(&base, "z").unwrap().to_string(),
+            "http://a.test:8080/x/z"
+        );
+        assert_eq!(
+            resolve(&base, "https://b.test/").unwrap().to_string(),
+            "https://b.test/"
+        );
+        assert_eq!(
+            resolve(&base, "//c.test/p").unwrap().to_string(),
+            "http://c.test/p"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Resolving and connecting, shared by the tcp and http probes, each failure
+//! named by its stage.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+use super::{Category, Outcome};
+
+/// Resolves `host:port` and connects to the first address that accepts.
+pub async fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Outcome> {
+    let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
+            Err(_) => {
+                return Err(Outcome::fail(
+                    Category::Dns,
+                    format!("resolving {host} timed out"),
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(Outcome::fail(
+                    Category::Dns,
+                    format!("cannot resolve {host}: {e}"),
+                ));
+            }
+            Ok(Ok(addrs)) => addrs.collect(),
+        },
+    };
+    let mut last = Outcome::fail(Category::Dns, format!("{host} resolved to no address"));
+    for addr in addrs {
+        match timeout_at(deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = connect_error(addr, &e),
+            Err(_) => {
+                return Err(Outcome::fail(
+                    Category::ConnectTimeout,
+                    format!("connecting to {addr} timed out"),
+                ));
+            }
+        }
+    }
+    Err(last)
+}
+
+fn connect_error(addr: SocketAddr, e: &io::Error) -> Outcome {
+    let category = match e.kind() {
+        io::ErrorKind::ConnectionRefused => Category::ConnectRefused,
+        io::ErrorKind::TimedOut => Category::ConnectTimeout,
+        _ => Category::Connect,
+    };
+    Outcome::fail(category, format!("connecting to {addr}: {e}"))
+}

@@ -1,0 +1,183 @@
+//! The load-balancer endpoints, rendered from a snapshot. Nothing here runs a probe.
+//!
+//! | path        | 200 when                                        |
+//! |-------------|-------------------------------------------------|
+//! | `/livez`    | not started yet, or no critical liveness check is `fail` |
+//! | `/readyz`   | started and every critical readiness check is `pass`     |
+//! | `/startupz` | every critical startup check has passed once (latched)   |
+//! | `/health`   | overall `pass` or `warn` (`application/health+json`)     |
+//!
+//! Otherwise 503. `?verbose` lists each check of the group as kube-apiserver
+//! does. GET and HEAD only (405 otherwise); unknown paths 404.
+
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Response, StatusCode, Uri};
+use http_body_util::Full;
+use serde_json::{Map, Value, json};
+
+use crate::config::Group;
+use crate::health::{CheckView, Snapshot, Status, Verdict, aggregate};
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const HEALTH_JSON: &str = "application/health+json";
+
+/// The response to `method uri`, from `snapshot`.
+pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
+    let endpoint = match uri.path() {
+        "/livez" => Some((Group::Liveness, &snapshot.liveness)),
+        "/readyz" => Some((Group::Readiness, &snapshot.readiness)),
+        "/startupz" => Some((Group::Startup, &snapshot.startup)),
+        "/health" => None,
+        _ => return plain(StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Bytes::from_static(b"method not allowed\n"),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match endpoint {
+        Some((group, verdict)) if verbose(uri) => plain(
+            code(verdict.ok),
+            Bytes::from(list(snapshot, group, verdict)),
+        ),
+        Some((_, verdict)) => plain(code(verdict.ok), verdict.reason.clone()),
+        None => health_json(snapshot),
+    }
+}
+
+fn code(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// `?verbose`, `?verbose=true` or `?verbose=1`.
+fn verbose(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| match pair.split_once('=') {
+            None => pair == "verbose",
+            Some((k, v)) => k == "verbose" && !matches!(v, "0" | "false"),
+        })
+    })
+}
+
+/// kube-apiserver style: `[+]name ok` / `[-]name failed: reason`, one per check of the group.
+fn list(snapshot: &Snapshot, group: Group, verdict: &Verdict) -> String {
+    let mut out = String::new();
+    for check in snapshot.checks.iter().filter(|c| c.in_group(group)) {
+        let mark = if aggregate::blocks(check, group) {
+            '-'
+        } else {
+            '+'
+        };
+        let message = check.last.as_ref().map_or("", |l| l.message.as_str());
+        let line = match check.status {
+            Status::Pass => "ok".to_owned(),
+            Status::Starting => "starting".to_owned(),
+            Status::Warn => format!("warn: {message}"),
+            Status::Fail => format!("failed: {message}"),
+        };
+        out.push_str(&format!("[{mark}]{} {line}\n", check.name));
+    }
+    let name = match group {
+        Group::Liveness => "livez",
+        Group::Readiness => "readyz",
+        Group::Startup => "startupz",
+    };
+    if verdict.ok {
+        out.push_str(&format!("{name} check passed\n"));
+    } else {
+        out.push_str(&format!(
+            "{name} check failed: {}\n",
+            String::from_utf8_lossy(&verdict.reason)
+        ));
+    }
+    out
+}
+
+/// IETF draft "Health Check Response Format for HTTP APIs".
+fn health_json(snapshot: &Snapshot) -> Response<Full<Bytes>> {
+    let mut checks = Map::new();
+    for check in &snapshot.checks {
+        checks.insert(
+            format!("{}:{}", check.name, check.kind),
+            json!([component(check)]),
+        );
+    }
+    let status = match snapshot.overall {
+        Status::Pass => "pass",
+        Status::Warn | Status::Starting => "warn",
+        Status::Fail => "fail",
+    };
+    let mut doc = json!({
+        "status": status,
+        "version": "1",
+        "releaseId": env!("CARGO_PKG_VERSION"),
+        "description": "healthgate: aggregated health of this instance",
+        "checks": checks,
+    });
+    if status != "pass" {
+        let reason = [&snapshot.liveness, &snapshot.readiness, &snapshot.startup]
+            .into_iter()
+            .find(|v| !v.ok)
+            .map_or_else(
+                || "a check is warning or starting".to_owned(),
+                |v| String::from_utf8_lossy(&v.reason).into_owned(),
+            );
+        doc["output"] = Value::String(reason);
+    }
+    let body = serde_json::to_vec(&doc).unwrap_or_default();
+    let mut response = plain(code(snapshot.overall != Status::Fail), Bytes::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON));
+    response
+}
+
+fn component(check: &CheckView) -> Value {
+    let status = match check.status {
+        Status::Pass => "pass",
+        Status::Starting | Status::Warn => "warn",
+        Status::Fail => "fail",
+    };
+    let mut c = json!({
+        "componentId": &*check.name,
+        "componentType": check.kind,
+        "status": status,
+        "critical": check.critical,
+        "groups": check.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "time": humantime::format_rfc3339_millis(check.last.as_ref().map_or(check.since, |l| l.at)).to_string(),
+    });
+    if let Some(last) = &check.last {
+        c["observedValue"] =
+            json!((last.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
+        c["observedUnit"] = json!("ms");
+        if let Some(category) = last.failure {
+            c["category"] = json!(category.as_str());
+        }
+    }
+    match (check.status, &check.last) {
+        (Status::Pass, _) => {}
+        (Status::Starting, None) => c["output"] = json!("starting: no result yet"),
+        (_, Some(last)) => c["output"] = json!(last.message),
+        (_, None) => {}
+    }
+    c
+}
+
+fn plain(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,3 @@
+//! What healthgate tells operators about itself: logs (metrics and traces follow).
+
+pub mod log;
