@@ -1,0 +1,337 @@
+//! Scheduling, thresholds and verdicts on tokio's paused clock: no wall-clock
+//! sleeps. The probes are scripted through the `Probe` trait so the test
+//! controls each result and sees each run's time.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use healthgate::health::{Published, Snapshot, Status};
+use healthgate::probe::{BoxFuture, Category, Outcome, Probe};
+use healthgate::scheduler::Engine;
+use support::*;
+use tokio::time::Instant;
+
+/// Passes while `healthy` is set; records when each run started.
+#[derive(Default)]
+struct Scripted {
+    healthy: AtomicBool,
+    runs: Mutex<Vec<Instant>>,
+    run_for: Duration,
+}
+
+impl Scripted {
+    fn new(healthy: bool) -> Arc<Self> {
+        Arc::new(Self {
+            healthy: AtomicBool::new(healthy),
+            ..Default::default()
+        })
+    }
+    fn set(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
+    }
+    fn runs(&self) -> Vec<Instant> {
+        self.runs.lock().unwrap().clone()
+    }
+}
+
+impl Probe for Scripted {
+    fn check(&self, _deadline: Instant) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            self.runs.lock().unwrap().push(Instant::now());
+            tokio::time::sleep(self.run_for).await;
+            if self.healthy.load(Ordering::SeqCst) {
+                Outcome::pass("ok")
+            } else {
+                Outcome::fail(Category::StatusMismatch, "status 503, expected 2xx")
+            }
+        })
+    }
+}
+
+fn engine(toml: &str, probes: &[Arc<Scripted>]) -> Engine {
+    let config = config(toml);
+    assert_eq!(config.checks.len(), probes.len());
+    let probes = probes.iter().map(|p| p.clone() as Arc<dyn Probe>).collect();
+    Engine::start_with(&config.checks, probes)
+}
+
+/// Lets virtual time pass until `pred` holds on the published snapshot.
+async fn until(
+    published: &Published,
+    within: Duration,
+    pred: impl Fn(&Snapshot) -> bool,
+) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        if pred(&published.load()) {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {within:?} (virtual)"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn status(s: &Snapshot, name: &str) -> Status {
+    s.checks.iter().find(|c| &*c.name == name).unwrap().status
+}
+
+const ONE: &str = r#"
+[defaults]
+interval = "1s"
+success_threshold = 2
+failure_threshold = 3
+[[checks]]
+name = "api"
+type = "tcp"
+address = "127.0.0.1:1"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn first_run_after_initial_delay_plus_jitter_then_every_interval() {
+    let n = 40;
+    let mut toml = String::from("[defaults]\ninterval = \"10s\"\ninitial_delay = \"3s\"\n");
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
+        ));
+    }
+    let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
+    let start = Instant::now();
+    let _engine = engine(&toml, &probes);
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let mut firsts = Vec::new();
+    for p in &probes {
+        let runs = p.runs();
+        let first = runs[0] - start;
+        assert!(
+            first >= Duration::from_secs(3) && first < Duration::from_secs(13),
+            "first run at {first:?}"
+        );
+        for pair in runs.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                Duration::from_secs(10),
+                "runs must be one interval apart"
+            );
+        }
+        firsts.push(first);
+    }
+    // Jitter spreads the fleet: 40 checks do not start in lockstep.
+    firsts.sort();
+    firsts.dedup();
+    assert!(
+        firsts.len() > n / 2,
+        "only {} distinct first-run times",
+        firsts.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn thresholds_and_hysteresis_through_the_engine() {
+    let api = Scripted::new(true);
+    let engine = engine(ONE, &[api.clone()]);
+    let published = engine.published();
+    assert_eq!(status(&published.load(), "api"), Status::Starting);
+    assert!(
+        !published.load().readiness.ok,
+        "a starting critical check is not ready"
+    );
+    until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
+    assert_eq!(api.runs().len(), 2, "pass needs success_threshold = 2 runs");
+
+    api.set(false);
+    let runs_before = api.runs().len();
+    until(&published, Duration::from_secs(10), |s| !s.readiness.ok).await;
+    assert_eq!(
+        api.runs().len() - runs_before,
+        3,
+        "fail needs failure_threshold = 3 runs"
+    );
+    let snap = published.load();
+    assert_eq!(status(&snap, "api"), Status::Fail);
+    assert_eq!(&snap.readiness.reason[..], b"not ready: api fail");
+
+    // One success between failures does not bring it back; two do.
+    api.set(true);
+    let runs_before = api.runs().len();
+    until(&published, Duration::from_secs(10), |s| s.readiness.ok).await;
+    assert_eq!(api.runs().len() - runs_before, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flapping_target_inside_the_thresholds_does_not_flip_the_verdict() {
+    let api = Scripted::new(true);
+    let engine = engine(ONE, &[api.clone()]);
+    let published = engine.published();
+    until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
+    // Fail twice, pass once, repeatedly: never three failures in a row.
+    for _ in 0..5 {
+        for healthy in [false, false, true] {
+            api.set(healthy);
+            let n = api.runs().len();
+            while api.runs().len() == n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                published.load().readiness.ok,
+                "flipped inside the thresholds"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_period_forgives_early_failures() {
+    let toml = r#"
+[[checks]]
+name = "slow"
+type = "tcp"
+address = "127.0.0.1:1"
+interval = "1s"
+start_period = "10s"
+failure_threshold = 1
+"#;
+    let slow = Scripted::new(false);
+    let engine = engine(toml, &[slow.clone()]);
+    let published = engine.published();
+    let start = Instant::now();
+    let failed_at = until(&published, Duration::from_secs(20), |s| {
+        status(s, "slow") == Status::Fail
+    })
+    .await;
+    assert!(
+        failed_at - start >= Duration::from_secs(10),
+        "failed inside the start period"
+    );
+    assert!(
+        slow.runs()
+            .iter()
+            .filter(|t| **t - start < Duration::from_secs(10))
+            .count()
+            >= 8
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn startup_latch_holds_back_liveness_and_readiness() {
+    let toml = r#"
+[defaults]
+interval = "1s"
+failure_threshold = 1
+[[checks]]
+name = "warmup"
+type = "tcp"
+address = "127.0.0.1:1"
+groups = ["startup"]
+[[checks]]
+name = "live"
+type = "tcp"
+address = "127.0.0.1:1"
+groups = ["liveness"]
+[[checks]]
+name = "ready"
+type = "tcp"
+address = "127.0.0.1:1"
+groups = ["readiness"]
+"#;
+    let (warmup, live, ready) = (
+        Scripted::new(false),
+        Scripted::new(false),
+        Scripted::new(true),
+    );
+    let engine = engine(toml, &[warmup.clone(), live.clone(), ready.clone()]);
+    let published = engine.published();
+    // Before startup: liveness answers 200 although its check fails; not ready; not started.
+    until(&published, Duration::from_secs(5), |s| {
+        status(s, "live") == Status::Fail && status(s, "ready") == Status::Pass
+    })
+    .await;
+    let snap = published.load();
+    assert!(!snap.startup.ok && snap.liveness.ok && !snap.readiness.ok);
+    assert!(String::from_utf8_lossy(&snap.readiness.reason).contains("not started"));
+
+    warmup.set(true);
+    until(&published, Duration::from_secs(5), |s| s.startup.ok).await;
+    let snap = published.load();
+    assert!(snap.readiness.ok, "ready once started");
+    assert!(!snap.liveness.ok, "liveness is judged once started");
+
+    // Latched: the startup check failing later changes nothing.
+    warmup.set(false);
+    until(&published, Duration::from_secs(5), |s| {
+        status(s, "warmup") == Status::Fail
+    })
+    .await;
+    assert!(published.load().startup.ok);
+    assert!(published.load().readiness.ok);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_startup_checks_means_started_from_the_beginning() {
+    let engine = engine(ONE, &[Scripted::new(true)]);
+    let snap = engine.published().load_full();
+    assert!(snap.started && snap.startup.ok && snap.liveness.ok);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_non_critical_check_warns_without_failing_readiness() {
+    let toml = r#"
+[defaults]
+interval = "1s"
+failure_threshold = 1
+[[checks]]
+name = "core"
+type = "tcp"
+address = "127.0.0.1:1"
+[[checks]]
+name = "extra"
+type = "tcp"
+address = "127.0.0.1:1"
+critical = false
+"#;
+    let (core, extra) = (Scripted::new(true), Scripted::new(false));
+    let engine = engine(toml, &[core.clone(), extra.clone()]);
+    let published = engine.published();
+    until(&published, Duration::from_secs(5), |s| {
+        status(s, "extra") == Status::Warn && status(s, "core") == Status::Pass
+    })
+    .await;
+    let snap = published.load();
+    assert!(snap.readiness.ok);
+    assert_eq!(snap.overall, Status::Warn);
+    core.set(false);
+    until(&published, Duration::from_secs(5), |s| !s.readiness.ok).await;
+    assert_eq!(published.load().overall, Status::Fail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_of_one_check_never_overlap() {
+    let slow = Arc::new(Scripted {
+        healthy: AtomicBool::new(true),
+        runs: Mutex::new(Vec::new()),
+        run_for: Duration::from_millis(2500),
+    });
+    let _engine = engine(ONE, &[slow.clone()]);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let runs = slow.runs();
+    assert!(runs.len() >= 5, "{}", runs.len());
+    for pair in runs.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(2500),
+            "overlapping runs {gap:?} apart"
+        );
+        assert_eq!(
+            gap.as_millis() % 1000,
+            0,
+            "the cadence stays on interval ticks: {gap:?}"
+        );
+    }
+}

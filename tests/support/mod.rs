@@ -1,0 +1,382 @@
+//! Shared test helpers: real servers on 127.0.0.1:0, a small client, the real binary.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use healthgate::config::{Check, Config, load_str};
+
+/// Every async test is bounded by this.
+pub const TEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Validates `toml` through the real loader and returns its config.
+pub fn config(toml: &str) -> Config {
+    match load_str(Path::new("test.toml"), toml) {
+        Ok(config) => config,
+        Err(e) => panic!("test config rejected: {e}"),
+    }
+}
+
+/// The single check of `toml`.
+pub fn one_check(toml: &str) -> Check {
+    config(toml).checks.remove(0)
+}
+
+/// What the test server counts.
+#[derive(Default)]
+pub struct Counters {
+    /// Connections accepted.
+    pub connections: AtomicUsize,
+    /// Requests answered.
+    pub requests: AtomicUsize,
+    /// Body bytes the streaming routes got written into the socket.
+    pub streamed: AtomicU64,
+    /// The status `/flip` answers with.
+    pub flip_status: AtomicU16,
+    /// Requests `/flip` answered with a non-2xx status.
+    pub flip_failures: AtomicUsize,
+    /// Requests `/flip` answered with 2xx.
+    pub flip_successes: AtomicUsize,
+}
+
+/// A real HTTP server on 127.0.0.1:0 with routes for every expectation kind.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with_tls(None).await
+    }
+
+    /// Serves over TLS when `tls` is given.
+    pub async fn start_with_tls(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters = Arc::new(Counters::default());
+        counters.flip_status.store(200, Ordering::SeqCst);
+        let shared = counters.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let counters = shared.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let counters = counters.clone();
+                        async move { Ok::<_, Infallible>(route(req, &counters)) }
+                    });
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(config) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, counters }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set_flip(&self, status: u16) {
+        self.counters.flip_status.store(status, Ordering::SeqCst);
+    }
+}
+
+fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()).boxed());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    response
+}
+
+fn route(req: Request<hyper::body::Incoming>, counters: &Arc<Counters>) -> Response<Body> {
+    counters.requests.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/ok" => full(200, "ok: all good"),
+        "/json" => full(200, r#"{"status":"UP","details":{"db":"UP"},"n":3}"#),
+        "/redirect" => {
+            let mut r = full(302, "");
+            r.headers_mut().insert("location", "/ok".parse().unwrap());
+            r
+        }
+        "/redirect-away" => {
+            let mut r = full(302, "");
+            r.headers_mut().insert(
+                "location",
+                req.uri().query().unwrap_or("/").parse().unwrap(),
+            );
+            r
+        }
+        "/headers" => {
+            let mut lines = String::new();
+            for (name, value) in req.headers() {
+                lines.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+            }
+            full(200, lines)
+        }
+        "/flip" => {
+            let status = counters.flip_status.load(Ordering::SeqCst);
+            if (200..300).contains(&status) {
+                counters.flip_successes.fetch_add(1, Ordering::SeqCst);
+            } else {
+                counters.flip_failures.fetch_add(1, Ordering::SeqCst);
+            }
+            full(status, "flip")
+        }
+        "/endless" | "/big" => {
+            // 64 KiB chunks: endless, or 100 MiB in all; count what gets sent.
+            let limit: u64 = if path == "/big" { 100 << 20 } else { u64::MAX };
+            let counters = counters.clone();
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_stream(limit, chunk, counters);
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            if path == "/big" {
+                r.headers_mut()
+                    .insert("content-length", limit.to_string().parse().unwrap());
+            }
+            r
+        }
+        p if p.starts_with("/status/") => full(p[8..].parse().unwrap_or(500), "status"),
+        _ => full(404, "not found"),
+    }
+}
+
+/// A stream of `chunk`s until `limit` bytes, counting each one handed to hyper.
+fn futures_stream(
+    limit: u64,
+    chunk: Bytes,
+    counters: Arc<Counters>,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
+    struct Chunks {
+        left: u64,
+        chunk: Bytes,
+        counters: Arc<Counters>,
+    }
+    impl futures_core::Stream for Chunks {
+        type Item = Result<Frame<Bytes>, Infallible>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            let n = self.left.min(self.chunk.len() as u64);
+            self.left -= n;
+            self.counters.streamed.fetch_add(n, Ordering::SeqCst);
+            std::task::Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n as usize)))))
+        }
+    }
+    Chunks {
+        left: limit,
+        chunk,
+        counters,
+    }
+}
+
+/// A listener that accepts connections and never answers; it holds them until dropped.
+pub async fn silent_listener() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+/// An address on which nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// One request with a fresh connection: status, headers, body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> Result<(StatusCode, HeaderMap, String), String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, String) {
+    request(addr, "GET", path).await.unwrap()
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running `healthgate run` process; killed on drop.
+pub struct Gateway {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_healthgate")
+}
+
+/// Writes `toml` to a temp dir and starts `healthgate run` on it, waiting for
+/// the log line that gives the bound address (listen on port 0).
+pub async fn start_gateway(toml: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("healthgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut child = tokio::process::Command::new(bin())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let lines = log.clone();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr).lines();
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = reader.next_line().await {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(listen) = v.get("listen").and_then(|l| l.as_str()) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(listen.parse::<SocketAddr>().unwrap()).await;
+                    }
+                }
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("the gateway did not log its address in time")
+        .expect("the gateway exited before serving");
+    Gateway {
+        child,
+        addr,
+        dir,
+        log,
+    }
+}
+
+impl Gateway {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("healthgate.toml")
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// A test CA and a leaf for `localhost` / 127.0.0.1 signed by it.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+pub fn test_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "healthgate test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let _ = ca.pem();
+    let chain = vec![leaf.der().clone(), ca.der().clone()];
+    let key = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    TestPki {
+        ca_pem: ca.pem(),
+        server: Arc::new(server),
+    }
+}
