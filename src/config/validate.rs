@@ -25,6 +25,8 @@ const KINDS: &[&str] = &["http", "tcp", "exec"];
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 const MAX_NAME_LEN: usize = 63;
+/// Bound on re-parses of one table while collecting its problems.
+const MAX_PARSE_RETRIES: usize = 32;
 
 /// Validates a parsed config tree, returning every problem found.
 pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
@@ -56,7 +58,9 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
             "expected a list of [[checks]] tables".into(),
         ),
     }
-    v.duplicates(&checks);
+    if let Some(Value::Array(items)) = root.get("checks") {
+        v.duplicates(items);
+    }
     match (server, defaults) {
         (Some(server), Some(_)) if v.problems.is_empty() => Ok(Config {
             server: Server {
@@ -93,8 +97,8 @@ impl Validator {
     ) {
         for key in table.keys().filter(|k| !allowed.contains(&k.as_str())) {
             let message = match nearest(key, allowed.iter().copied()) {
-                Some(near) => format!("unknown key; did you mean `{near}`?"),
-                None => format!("unknown key; valid keys are {}", quoted(allowed)),
+                Some(near) => format!("unknown key `{key}`; did you mean `{near}`?"),
+                None => format!("unknown key `{key}`; expected one of {}", quoted(allowed)),
             };
             self.push(check, &join(prefix, key), message);
         }
@@ -107,23 +111,36 @@ impl Validator {
         self.parse(None, name, value)
     }
 
-    /// Deserializes `value`, turning the first error into a problem naming its key.
+    /// Deserializes `value`, turning each error into a problem naming its key.
+    /// serde stops at the first error, so the offending key is removed and the
+    /// rest parsed again, until it parses or nothing more can be removed: one
+    /// run reports every bad value.
     fn parse<T: DeserializeOwned>(
         &mut self,
         check: Option<&str>,
         prefix: &str,
         value: &Value,
     ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                let (key, message) = explain(&join(prefix, &path), &e.into_inner().to_string());
-                self.push(check, &key, message);
-                None
+        let mut value = value.clone();
+        for _ in 0..MAX_PARSE_RETRIES {
+            match serde_path_to_error::deserialize::<_, T>(&value) {
+                // With problems already recorded the config is rejected anyway,
+                // but the rest of the table still gets its semantic checks.
+                Ok(t) => return Some(t),
+                Err(e) => {
+                    let path = e.path().clone();
+                    let shown = path.to_string();
+                    let shown = if shown == "." { String::new() } else { shown };
+                    let (key, message) =
+                        explain(&join(prefix, &shown), &e.into_inner().to_string());
+                    self.push(check, &key, message);
+                    if !remove(&mut value, &path) {
+                        return None;
+                    }
+                }
             }
         }
+        None
     }
 
     fn defaults(&mut self, d: &DefaultsSection) {
@@ -184,6 +201,9 @@ impl Validator {
             .filter(|n| !n.is_empty())
             .map_or(fallback, str::to_owned);
         let label = Some(label.as_str());
+        if let Some(name) = table.get("name").and_then(Value::as_str) {
+            self.name(label, name);
+        }
         let common_keys = serde_introspect::<CheckCommon>();
         let kind = table.get("type").and_then(Value::as_str);
         let probe_keys: &[&str] = match kind {
@@ -235,7 +255,6 @@ impl Validator {
                 .and_then(|s| self.exec(label, s)),
         };
         let common = common?;
-        self.name(label, &common.name);
         let schedule = Schedule {
             interval: common.interval.unwrap_or(defaults.interval),
             timeout: common.timeout.unwrap_or(defaults.timeout),
@@ -276,14 +295,14 @@ impl Validator {
         }
     }
 
-    fn duplicates(&mut self, checks: &[Check]) {
+    fn duplicates(&mut self, items: &[Value]) {
         let mut seen: HashMap<&str, usize> = HashMap::new();
-        for check in checks {
-            let count = seen.entry(&check.name).or_default();
+        for name in items.iter().filter_map(|item| item.get("name")?.as_str()) {
+            let count = seen.entry(name).or_default();
             *count += 1;
             if *count == 2 {
                 self.push(
-                    Some(&check.name),
+                    Some(name),
                     "name",
                     "duplicate name; check names must be unique".into(),
                 );
@@ -502,6 +521,37 @@ impl Validator {
     }
 }
 
+/// Removes the value at `path` from `root`, so the rest can be parsed again.
+fn remove(root: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut node = root;
+    for segment in parents {
+        node = match (segment, node) {
+            (Segment::Map { key }, Value::Object(map)) => match map.get_mut(key) {
+                Some(next) => next,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
+                Some(next) => next,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Segment::Map { key }, Value::Object(map)) => map.remove(key).is_some(),
+        (Segment::Seq { index }, Value::Array(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Parses an http(s) URL, moving its userinfo into a basic-auth secret.
 /// Messages never repeat the URL: it may hold a password.
 fn split_url(raw: &str) -> Result<(http::Uri, Option<Secret>), String> {
@@ -591,11 +641,8 @@ fn explain(path: &str, message: &str) -> (String, String) {
             && let Some((got, expected)) = rest.split_once('`')
         {
             let options: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            let key = if what == "key" {
-                join(path, got)
-            } else {
-                path.to_owned()
-            };
+            // serde_path_to_error's path already ends at the unknown key.
+            let key = path.to_owned();
             let message = match nearest(got, options.iter().copied()) {
                 Some(near) => format!("unknown {what} `{got}`; did you mean `{near}`?"),
                 None => format!(
@@ -611,6 +658,12 @@ fn explain(path: &str, message: &str) -> (String, String) {
     } else {
         path.to_owned()
     };
+    if message.contains("expected a duration") {
+        return (
+            key,
+            format!("{message} such as \"250ms\", \"5s\" or \"1m\""),
+        );
+    }
     (key, message.to_owned())
 }
 

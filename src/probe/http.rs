@@ -200,20 +200,13 @@ impl HttpProbe {
                 }
                 Ok(Ok(parts)) => parts,
             };
+        // The connection task lives exactly as long as the `Conn`: dropping it
+        // (end of the run, an abandoned run, a stale kept connection) closes the socket.
         let (close, closed) = oneshot::channel::<()>();
-        let reuse = self.spec.reuse_connection;
         tokio::spawn(async move {
-            let until = async {
-                if reuse {
-                    std::future::pending::<()>().await
-                } else {
-                    tokio::time::sleep_until(deadline).await
-                }
-            };
             tokio::select! {
                 _ = connection => {}
                 _ = closed => {}
-                _ = until => {}
             }
         });
         Ok(Conn {
@@ -367,13 +360,15 @@ impl Probe for HttpProbe {
     }
 }
 
-/// `scheme://authority`, the unit a connection (and a credential) belongs to.
+/// `scheme://host:port`, the unit a connection (and a credential) belongs to.
+/// Never includes userinfo, so it is safe to print.
 fn origin(uri: &Uri) -> String {
-    format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or("http"),
-        uri.authority().map_or("", |a| a.as_str())
-    )
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or_default();
+    match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    }
 }
 
 /// Resolves a `Location` header against the URL that sent it.

@@ -1,0 +1,343 @@
+//! `validate` and `check` through the real binary: exit codes and messages.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use support::*;
+
+fn healthgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(bin());
+    command.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+/// Runs `validate` on `text` saved as `file_name`; returns (exit code, stderr).
+fn validate(file_name: &str, text: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, text).unwrap();
+    let out = healthgate(&["validate", "--config", path.to_str().unwrap()], env);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap(), stderr)
+}
+
+fn assert_rejected(text: &str, needles: &[&str]) {
+    let (code, stderr) = validate("healthgate.toml", text, &[]);
+    assert_eq!(code, 2, "expected exit 2, stderr: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}
+
+const HTTP: &str = "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"http://127.0.0.1:1/\"\n";
+
+#[test]
+fn the_shipped_and_example_configs_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["config/healthgate.toml", "config/healthgate.example.toml"] {
+        let out = healthgate(
+            &["validate", "--config", root.join(file).to_str().unwrap()],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_name_the_check_and_suggest_the_nearest_key() {
+    assert_rejected(
+        &format!("{HTTP}intervall = \"5s\"\n"),
+        &[
+            "check \"api\"",
+            "key `intervall`",
+            "did you mean `interval`",
+        ],
+    );
+    assert_rejected(
+        &format!("{HTTP}[checks.expect]\nbody_contain = \"ok\"\n"),
+        &[
+            "check \"api\"",
+            "key `expect.body_contain`",
+            "did you mean `body_contains`",
+        ],
+    );
+    assert_rejected(
+        "[server]\nlisn = \"127.0.0.1:1\"\n",
+        &["key `server.lisn`", "did you mean `listen`"],
+    );
+    assert_rejected("[sever]\n", &["key `sever`", "did you mean `server`"]);
+}
+
+#[test]
+fn bad_durations() {
+    assert_rejected(
+        &format!("{HTTP}timeout = \"5x\"\n"),
+        &["check \"api\"", "key `timeout`", "duration"],
+    );
+    assert_rejected(
+        &format!("{HTTP}timeout = 5\n"),
+        &["check \"api\"", "key `timeout`"],
+    );
+    assert_rejected(
+        "[defaults]\ninterval = \"soon\"\n",
+        &["key `defaults.interval`", "duration"],
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    assert_rejected(
+        &format!("{HTTP}{HTTP}"),
+        &["check \"api\"", "key `name`", "duplicate"],
+    );
+}
+
+#[test]
+fn bad_urls_and_addresses() {
+    assert_rejected(
+        "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"not a url\"\n",
+        &["check \"api\"", "key `url`"],
+    );
+    assert_rejected(
+        "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"ftp://u:p4ss@host/\"\n",
+        &["check \"api\"", "key `url`", "http or https"],
+    );
+    assert_rejected(
+        "[[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"localhost\"\n",
+        &["check \"db\"", "key `address`", "host:port"],
+    );
+}
+
+#[test]
+fn a_bad_url_never_echoes_its_password() {
+    let (code, stderr) = validate(
+        "healthgate.toml",
+        "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"gopher://alice:hunter2@host/\"\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn empty_commands() {
+    assert_rejected(
+        "[[checks]]\nname = \"cache\"\ntype = \"exec\"\ncommand = []\n",
+        &["check \"cache\"", "key `command`"],
+    );
+    assert_rejected(
+        "[[checks]]\nname = \"cache\"\ntype = \"exec\"\ncommand = [\"\"]\n",
+        &["check \"cache\"", "key `command`"],
+    );
+}
+
+#[test]
+fn zero_thresholds() {
+    assert_rejected(
+        &format!("{HTTP}failure_threshold = 0\n"),
+        &["check \"api\"", "key `failure_threshold`", "at least 1"],
+    );
+    assert_rejected(
+        "[defaults]\nsuccess_threshold = 0\n",
+        &["key `defaults.success_threshold`"],
+    );
+}
+
+#[test]
+fn malformed_toml_and_yaml() {
+    let (code, stderr) = validate("healthgate.toml", "[server\nlisten = 1\n", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("line 1"), "{stderr}");
+    let (code, stderr) = validate(
+        "healthgate.yaml",
+        "checks:\n  - name: api\n   type: [\n",
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("line"), "{stderr}");
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let text = "[defaults]\ntimeout = \"5x\"\nfailure_threshold = 0\n\
+                [[checks]]\nname = \"a\"\ntype = \"tcp\"\naddress = \"x\"\ninterval = \"0s\"\n\
+                [[checks]]\nname = \"b\"\ntype = \"exec\"\ncommand = []\nbogus = 1\n";
+    assert_rejected(
+        text,
+        &[
+            "6 problem(s)",
+            "key `defaults.timeout`",
+            "key `defaults.failure_threshold`",
+            "check \"a\": key `address`",
+            "check \"a\": key `interval`",
+            "check \"b\": key `command`",
+            "check \"b\": key `bogus`",
+        ],
+    );
+}
+
+#[test]
+fn yaml_is_the_same_tree() {
+    let yaml = "server:\n  listen: 127.0.0.1:0\ndefaults:\n  interval: 5s\nchecks:\n  - name: api\n    type: http\n    url: http://127.0.0.1:1/\n    expect:\n      status: [\"2xx\", 301]\n      json: { \"/status\": \"UP\" }\n";
+    let (code, stderr) = validate("healthgate.yaml", yaml, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = validate("healthgate.yml", &format!("{yaml}    intervall: 5s\n"), &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("did you mean `interval`"), "{stderr}");
+}
+
+#[test]
+fn environment_overrides_apply_with_double_underscore_nesting() {
+    let (code, stderr) = validate(
+        HTTP_FILE,
+        HTTP,
+        &[("HEALTHGATE_DEFAULTS__FAILURE_THRESHOLD", "0")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("key `defaults.failure_threshold`"),
+        "{stderr}"
+    );
+    let (code, stderr) = validate(
+        HTTP_FILE,
+        HTTP,
+        &[("HEALTHGATE_SERVER__LISTEN", "0.0.0.0:9000")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = validate(
+        HTTP_FILE,
+        HTTP,
+        &[("HEALTHGATE_SERVER__LISTEN", "not-an-address")],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("key `server.listen`"), "{stderr}");
+}
+
+const HTTP_FILE: &str = "healthgate.toml";
+
+#[test]
+fn the_config_path_comes_from_healthgate_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elsewhere.toml");
+    std::fs::write(&path, HTTP).unwrap();
+    let out = healthgate(
+        &["validate"],
+        &[("HEALTHGATE_CONFIG", path.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = healthgate(
+        &["validate"],
+        &[("HEALTHGATE_CONFIG", "/nonexistent/healthgate.toml")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/healthgate.toml"));
+}
+
+mod check_command {
+    use super::*;
+
+    fn check(toml: &str, extra: &[&str]) -> (i32, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("healthgate.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut args = vec!["check", "--config", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = healthgate(&args, &[]);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    const MIXED: &str = r#"
+[[checks]]
+name = "good"
+type = "exec"
+command = ["true"]
+[[checks]]
+name = "optional"
+type = "exec"
+command = ["false"]
+critical = false
+[[checks]]
+name = "bad"
+type = "exec"
+command = ["false"]
+"#;
+
+    #[test]
+    fn exit_codes_follow_critical_checks() {
+        let (code, out) = check(MIXED, &[]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.starts_with("NAME"), "{out}");
+        assert!(
+            out.contains("bad") && out.contains("exec_exit_code"),
+            "{out}"
+        );
+        let (code, out) = check(MIXED, &["--check", "good", "--check", "optional"]);
+        assert_eq!(
+            code, 0,
+            "a failing non-critical check does not fail the run: {out}"
+        );
+        assert!(!out.contains("bad"), "{out}");
+        let (code, _) = check(MIXED, &["--check", "missing"]);
+        assert_eq!(code, 2);
+        let (code, _) = check("[[checks]]\nname = 1\n", &[]);
+        assert_eq!(code, 2);
+    }
+
+    #[test]
+    fn json_output_lists_each_result() {
+        let (code, out) = check(MIXED, &["--json"]);
+        assert_eq!(code, 1);
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0]["name"], "good");
+        assert_eq!(rows[0]["status"], "pass");
+        assert_eq!(rows[1]["status"], "warn");
+        assert_eq!(rows[2]["status"], "fail");
+        assert_eq!(rows[2]["category"], "exec_exit_code");
+        assert!(rows[2]["duration_ms"].as_f64().unwrap() > 0.0);
+    }
+
+    #[tokio::test]
+    async fn runs_checks_concurrently() {
+        let (addr, _held) = silent_listener().await;
+        // Three 1 s timeouts run side by side, not one after another.
+        let toml: String = (0..3)
+            .map(|i| format!("[[checks]]\nname = \"c{i}\"\ntype = \"http\"\nurl = \"http://{addr}/\"\ntimeout = \"1s\"\n"))
+            .collect();
+        let started = std::time::Instant::now();
+        let (code, out) = tokio::task::spawn_blocking(move || check(&toml, &[]))
+            .await
+            .unwrap();
+        assert_eq!(code, 1, "{out}");
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.contains("fail") && l.contains("timeout: "))
+                .count(),
+            3,
+            "{out}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(2500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
