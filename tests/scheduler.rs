@@ -135,7 +135,7 @@ async fn first_run_after_initial_delay_plus_jitter_then_every_interval() {
 #[tokio::test(start_paused = true)]
 async fn thresholds_and_hysteresis_through_the_engine() {
     let api = Scripted::new(true);
-    let engine = engine(ONE, &[api.clone()]);
+    let engine = engine(ONE, std::slice::from_ref(&api));
     let published = engine.published();
     assert_eq!(status(&published.load(), "api"), Status::Starting);
     assert!(
@@ -167,7 +167,7 @@ async fn thresholds_and_hysteresis_through_the_engine() {
 #[tokio::test(start_paused = true)]
 async fn a_flapping_target_inside_the_thresholds_does_not_flip_the_verdict() {
     let api = Scripted::new(true);
-    let engine = engine(ONE, &[api.clone()]);
+    let engine = engine(ONE, std::slice::from_ref(&api));
     let published = engine.published();
     until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
     // Fail twice, pass once, repeatedly: never three failures in a row.
@@ -199,7 +199,7 @@ start_period = "10s"
 failure_threshold = 1
 "#;
     let slow = Scripted::new(false);
-    let engine = engine(toml, &[slow.clone()]);
+    let engine = engine(toml, std::slice::from_ref(&slow));
     let published = engine.published();
     let start = Instant::now();
     let failed_at = until(&published, Duration::from_secs(20), |s| {
@@ -318,7 +318,7 @@ async fn runs_of_one_check_never_overlap() {
         runs: Mutex::new(Vec::new()),
         run_for: Duration::from_millis(2500),
     });
-    let _engine = engine(ONE, &[slow.clone()]);
+    let _engine = engine(ONE, std::slice::from_ref(&slow));
     tokio::time::sleep(Duration::from_secs(20)).await;
     let runs = slow.runs();
     assert!(runs.len() >= 5, "{}", runs.len());
