@@ -133,7 +133,7 @@ async fn a_target_that_never_answers_is_cut_at_the_timeout() {
 
 #[tokio::test]
 async fn refused_and_unresolvable_targets() {
-    let closed = closed_port().await;
+    let (closed, _held) = refusing_port();
     assert_fails(
         &run(&format!("url = \"http://{closed}/\"")).await,
         Category::ConnectRefused,

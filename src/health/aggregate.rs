@@ -92,11 +92,16 @@ pub fn blocks(check: &CheckView, group: Group) -> bool {
 
 /// "api fail, db starting and 3 more": the checks holding back `group`.
 fn blocking(checks: &[Arc<CheckView>], group: Group) -> String {
-    let names: Vec<String> = checks
-        .iter()
-        .filter(|c| blocks(c, group))
-        .map(|c| format!("{} {}", c.name, c.status))
-        .collect();
+    names(checks.iter().filter(|c| blocks(c, group)))
+}
+
+/// "cache warn, slow starting": every check not passing, critical or not.
+pub fn not_passing(checks: &[Arc<CheckView>]) -> String {
+    names(checks.iter().filter(|c| c.status != Status::Pass))
+}
+
+fn names<'a>(checks: impl Iterator<Item = &'a Arc<CheckView>>) -> String {
+    let names: Vec<String> = checks.map(|c| format!("{} {}", c.name, c.status)).collect();
     let mut line = names
         .iter()
         .take(NAMES_IN_REASON)

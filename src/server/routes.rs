@@ -125,11 +125,12 @@ fn health_json(snapshot: &Snapshot) -> Response<Full<Bytes>> {
         "checks": checks,
     });
     if status != "pass" {
+        // The first failing verdict's reason, else the checks that warn or start.
         let reason = [&snapshot.liveness, &snapshot.readiness, &snapshot.startup]
             .into_iter()
             .find(|v| !v.ok)
             .map_or_else(
-                || "a check is warning or starting".to_owned(),
+                || aggregate::not_passing(&snapshot.checks),
                 |v| String::from_utf8_lossy(&v.reason).into_owned(),
             );
         doc["output"] = Value::String(reason);
@@ -167,6 +168,9 @@ fn component(check: &CheckView) -> Value {
     match (check.status, &check.last) {
         (Status::Pass, _) => {}
         (Status::Starting, None) => c["output"] = json!("starting: no result yet"),
+        (Status::Starting, Some(last)) => {
+            c["output"] = json!(format!("starting: {}", last.message))
+        }
         (_, Some(last)) => c["output"] = json!(last.message),
         (_, None) => {}
     }

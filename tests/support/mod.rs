@@ -222,10 +222,12 @@ pub async fn silent_listener() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
-/// An address on which nothing listens.
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
+/// An address on which nothing listens: a socket bound (so the port stays
+/// taken) but not listening, so connects are refused. Keep the socket alive.
+pub fn refusing_port() -> (SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (socket.local_addr().unwrap(), socket)
 }
 
 /// One request with a fresh connection: status, headers, body.
