@@ -39,8 +39,10 @@ pub async fn run_once(checks: &[Check]) -> Vec<Row> {
     }
     let mut outcomes: Vec<Option<Outcome>> = vec![None; checks.len()];
     while let Some(joined) = tasks.join_next().await {
-        if let Ok((index, outcome)) = joined {
-            outcomes[index] = Some(outcome);
+        if let Ok((index, outcome)) = joined
+            && let Some(slot) = outcomes.get_mut(index)
+        {
+            *slot = Some(outcome);
         }
     }
     checks

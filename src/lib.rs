@@ -5,6 +5,11 @@
 //! [`server`] (endpoints that only read the snapshot).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Nothing on the request or probe paths may panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod check;
 pub mod config;

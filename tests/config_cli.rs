@@ -316,6 +316,7 @@ command = ["false"]
     }
 
     #[tokio::test]
+    #[allow(clippy::disallowed_types)] // wall-clock time of a real child process
     async fn runs_checks_concurrently() {
         let (addr, _held) = silent_listener().await;
         // Three 1 s timeouts run side by side, not one after another.

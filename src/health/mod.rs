@@ -65,9 +65,9 @@ impl Health {
         now: Instant,
         at: SystemTime,
     ) -> Option<Transition> {
-        let (state, view) = (self.states.get_mut(slot)?, self.views.get(slot)?);
+        let (state, view) = (self.states.get_mut(slot)?, self.views.get_mut(slot)?);
         let transition = state.record(&outcome, now);
-        let view = CheckView {
+        let updated = CheckView {
             status: state.status(),
             since: if transition.is_some() { at } else { view.since },
             consecutive_successes: state.consecutive_successes(),
@@ -81,7 +81,7 @@ impl Health {
             }),
             ..CheckView::clone(view)
         };
-        self.views[slot] = Arc::new(view);
+        *view = Arc::new(updated);
         transition
     }
 
