@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: [`config`] → [`probe`] (one task per check, in
 //! [`scheduler`]) → [`health`] (state machines, verdicts, snapshot) →
-//! [`server`] (endpoints that only read the snapshot).
+//! [`server`] (endpoints that only read the snapshot). [`reload`] feeds new
+//! configs back in at the top.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Nothing on the request or probe paths may panic.
@@ -16,34 +17,118 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod probe;
+pub mod reload;
 pub mod scheduler;
 pub mod server;
 pub mod telemetry;
 
 use std::future::Future;
+use std::path::Path;
+use std::time::SystemTime;
 
-use config::Config;
+use config::{Config, ConfigError};
+use health::ReloadRecord;
+use reload::Reloader;
 use scheduler::Engine;
 
-/// Runs the gateway for `config` until `shutdown` completes: binds the
-/// listener first (so a taken port fails at once), starts the checks, serves.
+/// Longest reload message kept for `/health`.
+const MAX_RELOAD_MESSAGE: usize = 1000;
+
+/// Runs the gateway for `config` (read from `path` as `text`) until
+/// `shutdown` completes, reloading the config as it changes. Binds the
+/// listener first, so a taken port fails at once.
 pub async fn run(
-    config: &Config,
+    path: &Path,
+    text: &str,
+    config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::BindError> {
     let listener = server::bind(config.server.listen).await?;
-    let engine = Engine::start(&config.checks);
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
-    tracing::info!(listen = %addr, checks = config.checks.len(), "serving /livez /readyz /startupz /health");
-    server::serve(
-        listener,
-        engine.published(),
-        shutdown,
-        config.server.shutdown_timeout,
-    )
-    .await;
+    let mut engine = Engine::start(&config.checks);
+    let mut server = server::spawn(listener, engine.published());
+    tracing::info!(listen = %server.addr, checks = config.checks.len(), "serving /livez /readyz /startupz /health");
+    let mut reloader = Reloader::new(path, text, &config.reload);
+    let mut current = config;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            attempt = reloader.next() => {
+                let record = match attempt {
+                    Ok(new) => apply(&mut engine, &mut server, &mut current, new).await,
+                    Err(error) => rejected(&error),
+                };
+                reloader.update(&current.reload);
+                engine.record_reload(record).await;
+            }
+        }
+    }
+    server.stop(current.server.shutdown_timeout).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Applies a valid new config. Binding a changed listen address is the only
+/// step that can fail, so it goes first: then nothing else has changed yet.
+async fn apply(
+    engine: &mut Engine,
+    server: &mut server::Listening,
+    current: &mut Config,
+    new: Config,
+) -> ReloadRecord {
+    if new.server.listen != current.server.listen {
+        match server::bind(new.server.listen).await {
+            Ok(listener) => {
+                let old = std::mem::replace(server, server::spawn(listener, engine.published()));
+                tracing::info!(listen = %server.addr, previous = %old.addr, "serving /livez /readyz /startupz /health");
+                // The old listener finishes its in-flight requests meanwhile.
+                tokio::spawn(old.stop(current.server.shutdown_timeout));
+            }
+            Err(error) => {
+                tracing::error!(key = "server.listen", %error, still_serving_on = %server.addr, "config reload rejected");
+                return record(
+                    false,
+                    format!(
+                        "rejected: key `server.listen`: {error}; still serving on {}",
+                        server.addr
+                    ),
+                );
+            }
+        }
+    }
+    let diff = engine.apply(&new.checks).await;
+    tracing::info!(
+        added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed,
+        "config reloaded: {diff}"
+    );
+    *current = new;
+    record(true, format!("applied: {diff}"))
+}
+
+/// Logs a rejected config (each problem with its check and key) and records it.
+fn rejected(error: &ConfigError) -> ReloadRecord {
+    if let ConfigError::Invalid { problems, .. } = error {
+        for p in problems {
+            tracing::error!(check = p.check.as_deref().unwrap_or(""), key = %p.key, problem = %p.message, "invalid config");
+        }
+    }
+    tracing::error!(%error, "config reload rejected; the previous config keeps running");
+    record(false, format!("rejected: {error}"))
+}
+
+fn record(successful: bool, message: String) -> ReloadRecord {
+    let mut message = message.replace('\n', " ");
+    if message.len() > MAX_RELOAD_MESSAGE {
+        let mut end = MAX_RELOAD_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    ReloadRecord {
+        at: SystemTime::now(),
+        successful,
+        message,
+    }
 }

@@ -127,12 +127,12 @@ async fn dispatch(command: Command) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Command::Run(arg) => match load(&arg) {
-            Ok(config) => serve(&config).await,
+        Command::Run(arg) => match load_text(&arg) {
+            Ok((text, config)) => serve(&arg, &text, config).await,
             Err(code) => code,
         },
         Command::Demo { config, upstream } => {
-            let loaded = match load(&config) {
+            let (text, loaded) = match load_text(&config) {
                 Ok(loaded) => loaded,
                 Err(code) => return code,
             };
@@ -149,13 +149,13 @@ async fn dispatch(command: Command) -> ExitCode {
                 "demo upstream up; watch `curl -s localhost:{}/readyz?verbose`, flip it with `curl -XPOST {upstream}/toggle`",
                 loaded.server.listen.port()
             );
-            serve(&loaded).await
+            serve(&config, &text, loaded).await
         }
     }
 }
 
-async fn serve(config: &Config) -> ExitCode {
-    match healthgate::run(config, shutdown_signal()).await {
+async fn serve(arg: &ConfigArg, text: &str, config: Config) -> ExitCode {
+    match healthgate::run(&arg.config, text, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -165,7 +165,18 @@ async fn serve(config: &Config) -> ExitCode {
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
-    config::load(&arg.config).map_err(|e| {
+    load_text(arg).map(|(_, config)| config)
+}
+
+/// The config and the text it came from (the reloader compares later content with it).
+fn load_text(arg: &ConfigArg) -> Result<(String, Config), ExitCode> {
+    let result = std::fs::read_to_string(&arg.config)
+        .map_err(|source| ConfigError::Read {
+            path: arg.config.clone(),
+            source,
+        })
+        .and_then(|text| config::load_str(&arg.config, &text).map(|config| (text, config)));
+    result.map_err(|e| {
         report(&e);
         ExitCode::from(EXIT_CONFIG)
     })

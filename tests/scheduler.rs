@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,8 +55,16 @@ impl Probe for Scripted {
 fn engine(toml: &str, probes: &[Arc<Scripted>]) -> Engine {
     let config = config(toml);
     assert_eq!(config.checks.len(), probes.len());
-    let probes = probes.iter().map(|p| p.clone() as Arc<dyn Probe>).collect();
-    Engine::start_with(&config.checks, probes)
+    let by_name: HashMap<String, Arc<dyn Probe>> = config
+        .checks
+        .iter()
+        .zip(probes)
+        .map(|(c, p)| (c.name.to_string(), p.clone() as Arc<dyn Probe>))
+        .collect();
+    Engine::start_with(
+        &config.checks,
+        Box::new(move |check: &Check| by_name[&*check.name].clone()),
+    )
 }
 
 /// Lets virtual time pass until `pred` holds on the published snapshot.

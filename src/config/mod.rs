@@ -3,11 +3,13 @@
 //! `load` is the one path from a file to a running [`Config`]: `healthgate
 //! validate`, `check`, `run` and (later) reload all go through it.
 
+mod diff;
 mod load;
 pub mod model;
 mod resolved;
 mod validate;
 
+pub use diff::{Change, Diff, classify};
 pub use load::{Format, load, load_str};
 pub use model::Group;
 pub use resolved::*;

@@ -41,6 +41,43 @@ fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+/// `[reload]`: how config changes are picked up while running.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadSection {
+    /// Watch the config file's directory with inotify (or the platform's
+    /// equivalent) and reload on change. Default `true`.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Also re-read the file this often and reload when its content changed: a
+    /// safety net, and the only way on filesystems where watching does not
+    /// work. `"0s"` disables it. Default `"30s"`.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Quiet time after the last file event before reloading, so a burst of
+    /// writes applies once. Default `"250ms"`.
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval: default_poll_interval(),
+            debounce: default_debounce(),
+        }
+    }
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_debounce() -> Duration {
+    Duration::from_millis(250)
+}
+
 /// `[defaults]`: what every check inherits unless it sets its own value.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

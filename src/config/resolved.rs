@@ -16,6 +16,8 @@ use super::model::{Group, RootsKind};
 pub struct Config {
     /// The load-balancer listener.
     pub server: Server,
+    /// How changes are picked up.
+    pub reload: super::model::ReloadSection,
     /// Every check, in file order.
     pub checks: Vec<Check>,
 }
@@ -42,6 +44,25 @@ pub struct Check {
     pub schedule: Schedule,
     /// What it does.
     pub probe: ProbeSpec,
+    /// The check as written (defaults applied into `schedule`), to tell a
+    /// changed check from an unchanged one on reload.
+    pub definition: Definition,
+}
+
+/// What identifies a check's behaviour: its table as written, its resolved
+/// schedule, and the CA certificates its `tls.ca_file` held when loaded.
+/// `Debug` shows nothing: the table may hold header values and passwords.
+#[derive(Clone, PartialEq)]
+pub struct Definition {
+    pub(super) table: serde_json::Value,
+    pub(super) schedule: Schedule,
+    pub(super) extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for Definition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Definition(..)")
+    }
 }
 
 impl Check {

@@ -15,12 +15,12 @@ use serde_json::{Map, Value};
 
 use super::Problem;
 use super::model::{
-    CheckCommon, DefaultsSection, ExecSection, HttpSection, ServerSection, StatusPattern,
-    TcpSection, TlsSection,
+    CheckCommon, DefaultsSection, ExecSection, HttpSection, ReloadSection, ServerSection,
+    StatusPattern, TcpSection, TlsSection,
 };
 use super::resolved::*;
 
-const TOP_KEYS: &[&str] = &["server", "defaults", "checks"];
+const TOP_KEYS: &[&str] = &["server", "reload", "defaults", "checks"];
 const KINDS: &[&str] = &["http", "tcp", "exec"];
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
@@ -37,6 +37,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     };
     v.unknown_keys(None, "", &root, TOP_KEYS);
     let server: Option<ServerSection> = v.section(&root, "server");
+    let reload: Option<ReloadSection> = v.section(&root, "reload");
     let defaults: Option<DefaultsSection> = v.section(&root, "defaults");
     if let Some(d) = &defaults {
         v.defaults(d);
@@ -61,12 +62,18 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     if let Some(Value::Array(items)) = root.get("checks") {
         v.duplicates(items);
     }
-    match (server, defaults) {
-        (Some(server), Some(_)) if v.problems.is_empty() => Ok(Config {
+    if let Some(r) = &reload
+        && r.debounce > std::time::Duration::from_secs(10)
+    {
+        v.push(None, "reload.debounce", "must be at most 10s".into());
+    }
+    match (server, reload, defaults) {
+        (Some(server), Some(reload), Some(_)) if v.problems.is_empty() => Ok(Config {
             server: Server {
                 listen: server.listen,
                 shutdown_timeout: server.shutdown_timeout,
             },
+            reload,
             checks,
         }),
         _ => Err(v.problems),
@@ -271,12 +278,22 @@ impl Validator {
         let mut groups = common.groups;
         groups.sort();
         groups.dedup();
+        let probe = probe?;
+        let extra_roots = match &probe {
+            ProbeSpec::Http(http) => http.tls.extra_roots.clone(),
+            _ => Vec::new(),
+        };
         Some(Check {
             name: Arc::from(common.name),
             groups,
             critical: common.critical,
             schedule,
-            probe: probe?,
+            probe,
+            definition: Definition {
+                table: item.clone(),
+                schedule,
+                extra_roots,
+            },
         })
     }
 

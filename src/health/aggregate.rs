@@ -80,9 +80,11 @@ pub fn overall(checks: &[Arc<CheckView>], live: &Verdict, ready: &Verdict) -> St
 
 /// Whether `check` holds back `group`'s verdict: a critical member that has
 /// not passed once (startup), is not `pass` (readiness) or is `fail` (liveness).
+/// A check added by a reload holds back nothing until its first verdict.
 pub fn blocks(check: &CheckView, group: Group) -> bool {
     check.critical
         && check.in_group(group)
+        && !check.provisional
         && match group {
             Group::Startup => !check.ever_passed,
             Group::Readiness => check.status != Status::Pass,

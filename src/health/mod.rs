@@ -5,95 +5,153 @@ pub mod aggregate;
 mod snapshot;
 mod state;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-pub use snapshot::{CheckView, LastRun, Published, Snapshot, Verdict};
+pub use snapshot::{CheckView, LastRun, Published, ReloadRecord, Reloads, Snapshot, Verdict};
 pub use state::{CheckState, Status, Transition};
 
-use crate::config::Check;
+use crate::config::{Change, Check};
 use crate::probe::Outcome;
 
+/// One check of a (re)configuration, as the engine hands it over.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// The check.
+    pub check: Check,
+    /// Which run of the check results must come from; results of older
+    /// generations (a replaced check's in-flight run) are dropped.
+    pub generation: u64,
+    /// How it relates to the previous configuration (ignored by [`Health::new`]).
+    pub change: Change,
+}
+
 /// The states of every check, and the startup latch.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Health {
-    states: Vec<CheckState>,
-    views: Vec<Arc<CheckView>>,
+    entries: Vec<Entry>,
+    index: HashMap<Arc<str>, usize>,
     started: bool,
+    reloads: Reloads,
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: u64,
+    state: CheckState,
+    view: Arc<CheckView>,
 }
 
 impl Health {
-    /// Every check `starting`, as of `now`.
-    pub fn new(checks: &[Check], now: Instant) -> Self {
-        let created = SystemTime::now();
-        let states = checks
+    /// The initial configuration: every check `starting` as of `now`.
+    pub fn new(slots: &[Slot], now: Instant) -> Self {
+        let mut health = Health::default();
+        let at = SystemTime::now();
+        health.entries = slots
             .iter()
-            .map(|c| CheckState::new(&c.schedule, c.critical, now))
-            .collect();
-        let views = checks
-            .iter()
-            .map(|c| {
-                Arc::new(CheckView {
-                    name: c.name.clone(),
-                    kind: c.probe.kind(),
-                    groups: c.groups.clone(),
-                    critical: c.critical,
-                    status: Status::Starting,
-                    since: created,
-                    consecutive_successes: 0,
-                    consecutive_failures: 0,
-                    ever_passed: false,
-                    last: None,
-                })
+            .map(|slot| {
+                let state = CheckState::new(&slot.check.schedule, slot.check.critical, now);
+                entry(slot, state, at)
             })
             .collect();
-        Self {
-            states,
-            views,
-            started: false,
-        }
+        health.reindex();
+        health
     }
 
-    /// Records the outcome of the check at `slot` (its index in the config).
-    /// Returns the transition, if its status changed.
+    /// Applies a new configuration: unchanged checks keep their state,
+    /// changed ones start over showing their previous verdict, added ones are
+    /// provisional, and checks not in `slots` are gone.
+    pub fn reconfigure(&mut self, slots: &[Slot], now: Instant) {
+        let at = SystemTime::now();
+        let mut old: HashMap<Arc<str>, Entry> = self
+            .entries
+            .drain(..)
+            .map(|e| (e.view.name.clone(), e))
+            .collect();
+        self.entries = slots
+            .iter()
+            .map(|slot| {
+                let (schedule, critical) = (&slot.check.schedule, slot.check.critical);
+                match (slot.change, old.remove(&slot.check.name)) {
+                    (Change::Unchanged, Some(kept)) => kept,
+                    (Change::Changed, Some(previous)) => {
+                        let state = CheckState::replacing(&previous.state, schedule, critical, now);
+                        let mut replaced = entry(slot, state, previous.view.since);
+                        if let Some(view) = Arc::get_mut(&mut replaced.view) {
+                            view.last = previous.view.last.clone();
+                        }
+                        replaced
+                    }
+                    _ => entry(slot, CheckState::added(schedule, critical, now), at),
+                }
+            })
+            .collect();
+        self.reindex();
+    }
+
+    /// Records the outcome of a run of `name`'s `generation`. Returns the
+    /// transition, if its status changed; a stale generation changes nothing.
     pub fn record(
         &mut self,
-        slot: usize,
+        name: &str,
+        generation: u64,
         outcome: Outcome,
         now: Instant,
         at: SystemTime,
     ) -> Option<Transition> {
-        let (state, view) = (self.states.get_mut(slot)?, self.views.get_mut(slot)?);
-        let transition = state.record(&outcome, now);
+        let index = *self.index.get(name)?;
+        let entry = self.entries.get_mut(index)?;
+        if entry.generation != generation {
+            return None;
+        }
+        let transition = entry.state.record(&outcome, now);
+        let state = &entry.state;
         let updated = CheckView {
             status: state.status(),
-            since: if transition.is_some() { at } else { view.since },
+            since: if transition.is_some() {
+                at
+            } else {
+                entry.view.since
+            },
             consecutive_successes: state.consecutive_successes(),
             consecutive_failures: state.consecutive_failures(),
             ever_passed: state.ever_passed(),
+            provisional: state.provisional(),
             last: Some(LastRun {
                 at,
                 duration: outcome.duration,
                 failure: outcome.failure,
                 message: outcome.message,
             }),
-            ..CheckView::clone(view)
+            ..CheckView::clone(&entry.view)
         };
-        *view = Arc::new(updated);
+        entry.view = Arc::new(updated);
         transition
     }
 
-    /// The check views, in config order.
-    pub fn views(&self) -> &[Arc<CheckView>] {
-        &self.views
+    /// Records the outcome of a reload attempt.
+    pub fn record_reload(&mut self, record: ReloadRecord) {
+        if record.successful {
+            self.reloads.applied += 1;
+        } else {
+            self.reloads.failed += 1;
+        }
+        self.reloads.last = Some(record);
+    }
+
+    /// The view of `name`, if it is configured.
+    pub fn view(&self, name: &str) -> Option<&Arc<CheckView>> {
+        let index = *self.index.get(name)?;
+        self.entries.get(index).map(|e| &e.view)
     }
 
     /// Builds the snapshot for the current states, latching startup.
     pub fn snapshot(&mut self) -> Snapshot {
-        self.started = self.started || aggregate::startup_done(&self.views);
-        let checks = self.views.clone();
+        let checks: Vec<Arc<CheckView>> = self.entries.iter().map(|e| e.view.clone()).collect();
+        self.started = self.started || aggregate::startup_done(&checks);
         let liveness = aggregate::liveness(&checks, self.started);
         let readiness = aggregate::readiness(&checks, self.started);
         let startup = aggregate::startup(&checks, self.started);
@@ -105,6 +163,38 @@ impl Health {
             readiness,
             startup,
             overall,
+            reloads: self.reloads.clone(),
         }
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.view.name.clone(), i))
+            .collect();
+    }
+}
+
+fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
+    let check = &slot.check;
+    let view = CheckView {
+        name: check.name.clone(),
+        kind: check.probe.kind(),
+        groups: check.groups.clone(),
+        critical: check.critical,
+        status: state.status(),
+        since,
+        consecutive_successes: 0,
+        consecutive_failures: 0,
+        ever_passed: state.ever_passed(),
+        provisional: state.provisional(),
+        last: None,
+    };
+    Entry {
+        generation: slot.generation,
+        state,
+        view: Arc::new(view),
     }
 }

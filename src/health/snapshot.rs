@@ -30,6 +30,30 @@ pub struct Snapshot {
     /// `/health`'s overall status: `fail` when live or ready fails, `warn`
     /// when any check warns or is still starting, else `pass`.
     pub overall: Status,
+    /// What the config reloads did.
+    pub reloads: Reloads,
+}
+
+/// The record of config reloads since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloads {
+    /// Reloads applied (including those that changed nothing).
+    pub applied: u64,
+    /// Reloads rejected; the previous config kept running.
+    pub failed: u64,
+    /// The latest attempt.
+    pub last: Option<ReloadRecord>,
+}
+
+/// One reload attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRecord {
+    /// When it happened.
+    pub at: SystemTime,
+    /// Whether the new config was applied.
+    pub successful: bool,
+    /// What changed, or why it was rejected.
+    pub message: String,
 }
 
 /// One endpoint's answer.
@@ -62,6 +86,8 @@ pub struct CheckView {
     pub consecutive_failures: u32,
     /// Whether it has ever passed (for the startup latch).
     pub ever_passed: bool,
+    /// Added by a reload and still without a verdict: holds back nothing.
+    pub provisional: bool,
     /// The latest run, if any.
     pub last: Option<LastRun>,
 }

@@ -61,6 +61,10 @@ pub struct CheckState {
     critical: bool,
     /// `None` while starting; then whether the last verdict was healthy.
     healthy: Option<bool>,
+    /// The verdict of the definition this one replaced, shown until this one has its own.
+    inherited: Option<bool>,
+    /// Added by a reload: while starting it holds back no verdict.
+    provisional: bool,
     successes: u32,
     failures: u32,
     /// End of the start period; `None` once it is over.
@@ -76,12 +80,45 @@ impl CheckState {
             failure_threshold: schedule.failure_threshold.max(1),
             critical,
             healthy: None,
+            inherited: None,
+            provisional: false,
             successes: 0,
             failures: 0,
             start_period_ends: (schedule.start_period > Duration::ZERO)
                 .then(|| now + schedule.start_period),
             ever_passed: false,
         }
+    }
+
+    /// A check added to a running config: `starting`, but holding back no
+    /// verdict until its first one, so an edit alone never takes an instance
+    /// out of rotation.
+    pub fn added(schedule: &Schedule, critical: bool, now: Instant) -> Self {
+        Self {
+            provisional: true,
+            ..Self::new(schedule, critical, now)
+        }
+    }
+
+    /// A changed check: counters start over under the new definition, but the
+    /// previous verdict is shown until the new definition produces one.
+    pub fn replacing(
+        previous: &CheckState,
+        schedule: &Schedule,
+        critical: bool,
+        now: Instant,
+    ) -> Self {
+        Self {
+            inherited: previous.healthy.or(previous.inherited),
+            provisional: previous.provisional && previous.healthy.is_none(),
+            ever_passed: previous.ever_passed,
+            ..Self::new(schedule, critical, now)
+        }
+    }
+
+    /// Whether this check, still without a verdict of its own, holds back no verdict.
+    pub fn provisional(&self) -> bool {
+        self.provisional && self.healthy.is_none() && self.inherited.is_none()
     }
 
     /// Takes one probe result into account, returning the transition if the status changed.
@@ -111,7 +148,7 @@ impl CheckState {
 
     /// The reported status.
     pub fn status(&self) -> Status {
-        match self.healthy {
+        match self.healthy.or(self.inherited) {
             None => Status::Starting,
             Some(true) => Status::Pass,
             Some(false) if self.critical => Status::Fail,
@@ -228,6 +265,39 @@ mod tests {
             s.record(&bad(), Instant::now()).map(|t| t.to),
             Some(Status::Fail)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replacement_shows_the_old_verdict_until_it_has_its_own() {
+        let now = Instant::now();
+        let mut old = CheckState::new(&schedule(1, 3, Duration::ZERO), true, now);
+        old.record(&ok(), now);
+        old.record(&bad(), now);
+        let mut new = CheckState::replacing(&old, &schedule(2, 1, Duration::ZERO), true, now);
+        assert_eq!(new.status(), Status::Pass, "the old verdict stands");
+        assert_eq!(new.consecutive_failures(), 0, "counters start over");
+        assert_eq!(
+            new.record(&ok(), now),
+            None,
+            "one of two successes: still the old verdict"
+        );
+        assert_eq!(new.record(&bad(), now).map(|t| t.to), Some(Status::Fail));
+        // Criticality follows the new definition.
+        let relaxed = CheckState::replacing(&new, &schedule(1, 1, Duration::ZERO), false, now);
+        assert_eq!(relaxed.status(), Status::Warn);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_added_check_is_provisional_until_its_first_verdict() {
+        let now = Instant::now();
+        let mut s = CheckState::added(&schedule(1, 2, Duration::ZERO), true, now);
+        assert!(s.provisional());
+        assert_eq!(s.status(), Status::Starting);
+        s.record(&bad(), now);
+        assert!(s.provisional(), "no verdict yet");
+        s.record(&bad(), now);
+        assert!(!s.provisional());
+        assert_eq!(s.status(), Status::Fail);
     }
 
     #[tokio::test(start_paused = true)]

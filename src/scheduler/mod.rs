@@ -5,7 +5,12 @@
 //! (so sidecars restarted together do not probe in lockstep), then every
 //! `interval`, each run bounded by `timeout`. Runs of one check never overlap:
 //! a run that overshoots its interval delays the next to the following tick.
+//!
+//! The collector is the only writer of health state. Results and
+//! reconfigurations reach it through one bounded queue, in order, so a new
+//! check's first result can never arrive before the check itself.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,21 +19,31 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::config::{Check, Schedule};
-use crate::health::{Health, Published, Status, Transition};
+use crate::config::{Change, Check, Diff, Schedule, classify};
+use crate::health::{Health, Published, ReloadRecord, Slot, Status, Transition};
 use crate::probe::{self, Outcome, Probe};
 
-/// Results waiting for the collector; probe tasks wait when it is full.
-const RESULT_QUEUE: usize = 1024;
-/// Most results taken in one batch.
+/// Messages waiting for the collector; probe tasks wait when it is full.
+const QUEUE: usize = 1024;
+/// Most messages taken in one batch.
 const BATCH: usize = 256;
 /// Least time between two snapshots, so thousands of checks cost a bounded
 /// number of publishes per second (at most this much added verdict latency).
 const MIN_PUBLISH_GAP: Duration = Duration::from_millis(5);
 
+/// Builds the probe for a check (tests substitute scripted probes).
+pub type ProbeFactory = Box<dyn Fn(&Check) -> Arc<dyn Probe> + Send + Sync>;
+
+enum Message {
+    Result(Report),
+    Reconfigure(Vec<Slot>),
+    Reloaded(ReloadRecord),
+}
+
 /// One probe result on its way to the collector.
 struct Report {
-    slot: usize,
+    name: Arc<str>,
+    generation: u64,
     outcome: Outcome,
     now: Instant,
     at: SystemTime,
@@ -36,49 +51,150 @@ struct Report {
 
 /// The running checks. Dropping it stops every task (and kills exec probes' processes).
 pub struct Engine {
+    tx: mpsc::Sender<Message>,
     published: Published,
-    tasks: Vec<JoinHandle<()>>,
+    running: Vec<Running>,
+    next_generation: u64,
+    factory: ProbeFactory,
+    collector: Task,
+}
+
+struct Running {
+    check: Check,
+    generation: u64,
+    _task: Task,
+}
+
+/// A task aborted when dropped: an in-flight probe is cancelled with it.
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Engine {
     /// Starts a task per check and the collector; the first snapshot (every
     /// check `starting`) is published before this returns.
     pub fn start(checks: &[Check]) -> Self {
-        let probes = checks
-            .iter()
-            .map(|c| probe::build(&c.probe))
-            .collect::<Vec<_>>();
-        Self::start_with(checks, probes)
+        Self::start_with(checks, Box::new(|check: &Check| probe::build(&check.probe)))
     }
 
-    /// As [`Engine::start`], with the probes given (one per check, same order).
-    pub fn start_with(checks: &[Check], probes: Vec<Arc<dyn Probe>>) -> Self {
-        let mut health = Health::new(checks, Instant::now());
-        let published: Published = Arc::new(ArcSwap::from_pointee(health.snapshot()));
-        let (tx, rx) = mpsc::channel(RESULT_QUEUE);
-        let mut tasks: Vec<JoinHandle<()>> = checks
+    /// As [`Engine::start`], building probes with `factory`.
+    pub fn start_with(checks: &[Check], factory: ProbeFactory) -> Self {
+        let slots: Vec<Slot> = checks
             .iter()
-            .zip(probes)
-            .enumerate()
-            .map(|(slot, (check, probe))| {
-                tokio::spawn(run_check(slot, check.schedule, probe, tx.clone()))
+            .zip(1..)
+            .map(|(check, generation)| Slot {
+                check: check.clone(),
+                generation,
+                change: Change::Added,
             })
             .collect();
-        tasks.push(tokio::spawn(collect(rx, health, published.clone())));
-        Self { published, tasks }
+        let mut health = Health::new(&slots, Instant::now());
+        let published: Published = Arc::new(ArcSwap::from_pointee(health.snapshot()));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let collector = Task(tokio::spawn(collect(rx, health, published.clone())));
+        let mut engine = Self {
+            tx,
+            published,
+            running: Vec::new(),
+            next_generation: slots.len() as u64 + 1,
+            factory,
+            collector,
+        };
+        engine.running = slots.into_iter().map(|slot| engine.spawn(slot)).collect();
+        engine
     }
 
     /// The snapshot cell endpoints read.
     pub fn published(&self) -> Published {
         self.published.clone()
     }
+
+    /// The checks running now, in config order.
+    pub fn checks(&self) -> Vec<Check> {
+        self.running.iter().map(|r| r.check.clone()).collect()
+    }
+
+    /// Moves to a new set of checks. Unchanged checks keep their task (no
+    /// extra run, no reset); changed and removed checks' tasks are aborted
+    /// (an in-flight run is cancelled, an exec probe's processes killed);
+    /// changed and added checks get a new task.
+    pub async fn apply(&mut self, checks: &[Check]) -> Diff {
+        let old = self.checks();
+        let diff = Diff::between(&old, checks);
+        let mut previous: HashMap<Arc<str>, Running> = self
+            .running
+            .drain(..)
+            .map(|r| (r.check.name.clone(), r))
+            .collect();
+        let mut kept = Vec::new();
+        let mut slots = Vec::new();
+        for check in checks {
+            let change = classify(&old, check);
+            let generation = match (change, previous.remove(&check.name)) {
+                (Change::Unchanged, Some(running)) => {
+                    let generation = running.generation;
+                    kept.push(running);
+                    generation
+                }
+                // Dropping the old task here cancels its in-flight run.
+                _ => {
+                    self.next_generation += 1;
+                    self.next_generation
+                }
+            };
+            slots.push(Slot {
+                check: check.clone(),
+                generation,
+                change,
+            });
+        }
+        drop(previous);
+        // The collector learns the new set before any new task can report.
+        let _ = self.tx.send(Message::Reconfigure(slots.clone())).await;
+        let mut kept = kept.into_iter();
+        for slot in slots {
+            let running = match slot.change {
+                Change::Unchanged => match kept.next() {
+                    Some(running) => running,
+                    None => self.spawn(slot),
+                },
+                _ => self.spawn(slot),
+            };
+            self.running.push(running);
+        }
+        diff
+    }
+
+    /// Records a reload attempt where the endpoints show it.
+    pub async fn record_reload(&self, record: ReloadRecord) {
+        let _ = self.tx.send(Message::Reloaded(record)).await;
+    }
+
+    fn spawn(&self, slot: Slot) -> Running {
+        let probe = (self.factory)(&slot.check);
+        let task = tokio::spawn(run_check(
+            slot.check.name.clone(),
+            slot.generation,
+            slot.check.schedule,
+            probe,
+            self.tx.clone(),
+        ));
+        Running {
+            check: slot.check,
+            generation: slot.generation,
+            _task: Task(task),
+        }
+    }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.running.clear();
+        self.collector.0.abort();
     }
 }
 
@@ -91,10 +207,11 @@ pub fn first_run_delay(schedule: &Schedule) -> Duration {
 }
 
 async fn run_check(
-    slot: usize,
+    name: Arc<str>,
+    generation: u64,
     schedule: Schedule,
     probe: Arc<dyn Probe>,
-    tx: mpsc::Sender<Report>,
+    tx: mpsc::Sender<Message>,
 ) {
     let mut next = Instant::now() + first_run_delay(&schedule);
     loop {
@@ -102,12 +219,13 @@ async fn run_check(
         let outcome = probe::run(probe.as_ref(), schedule.timeout).await;
         let now = Instant::now();
         let report = Report {
-            slot,
+            name: name.clone(),
+            generation,
             outcome,
             now,
             at: SystemTime::now(),
         };
-        if tx.send(report).await.is_err() {
+        if tx.send(Message::Result(report)).await.is_err() {
             return;
         }
         next += schedule.interval;
@@ -119,13 +237,20 @@ async fn run_check(
     }
 }
 
-async fn collect(mut rx: mpsc::Receiver<Report>, mut health: Health, published: Published) {
+async fn collect(mut rx: mpsc::Receiver<Message>, mut health: Health, published: Published) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        for report in batch.drain(..) {
-            let slot = report.slot;
-            if let Some(transition) = health.record(slot, report.outcome, report.now, report.at) {
-                log_transition(&health, slot, transition);
+        for message in batch.drain(..) {
+            match message {
+                Message::Result(r) => {
+                    if let Some(transition) =
+                        health.record(&r.name, r.generation, r.outcome, r.now, r.at)
+                    {
+                        log_transition(&health, &r.name, transition);
+                    }
+                }
+                Message::Reconfigure(slots) => health.reconfigure(&slots, Instant::now()),
+                Message::Reloaded(record) => health.record_reload(record),
             }
         }
         published.store(Arc::new(health.snapshot()));
@@ -133,8 +258,8 @@ async fn collect(mut rx: mpsc::Receiver<Report>, mut health: Health, published: 
     }
 }
 
-fn log_transition(health: &Health, slot: usize, t: Transition) {
-    let Some(view) = health.views().get(slot) else {
+fn log_transition(health: &Health, name: &str, t: Transition) {
+    let Some(view) = health.view(name) else {
         return;
     };
     let last = view.last.as_ref();

@@ -41,12 +41,38 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
-/// Serves until `shutdown` completes, then lets in-flight requests finish for at most `grace`.
+/// A listener being served; see [`Listening::stop`].
+pub struct Listening {
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<Duration>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listening {
+    /// Stops accepting, lets in-flight requests finish for at most `grace`, and waits.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(grace);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `listener` in a task of its own until stopped.
+pub fn spawn(listener: TcpListener, published: Published) -> Listening {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<Duration>();
+    let task = tokio::spawn(serve(listener, published, stopped));
+    Listening { addr, stop, task }
+}
+
+/// Serves until `shutdown` yields the grace period (or its sender is
+/// dropped: no grace), then lets in-flight requests finish within it.
 pub async fn serve(
     listener: TcpListener,
     published: Published,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    shutdown: impl Future<Output = Result<Duration, tokio::sync::oneshot::error::RecvError>>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -56,9 +82,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
-    loop {
+    let grace = loop {
         let stream = tokio::select! {
-            () = &mut shutdown => break,
+            grace = &mut shutdown => break grace.unwrap_or_default(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
@@ -87,7 +113,7 @@ pub async fn serve(
             let _ = connection.await;
             drop(slot);
         });
-    }
+    };
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await

@@ -17,7 +17,7 @@ use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
 use crate::config::Group;
-use crate::health::{CheckView, Snapshot, Status, Verdict, aggregate};
+use crate::health::{CheckView, Reloads, Snapshot, Status, Verdict, aggregate};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const HEALTH_JSON: &str = "application/health+json";
@@ -123,6 +123,7 @@ fn health_json(snapshot: &Snapshot) -> Response<Full<Bytes>> {
         "releaseId": env!("CARGO_PKG_VERSION"),
         "description": "healthgate: aggregated health of this instance",
         "checks": checks,
+        "config": config(&snapshot.reloads),
     });
     if status != "pass" {
         // The first failing verdict's reason, else the checks that warn or start.
@@ -143,6 +144,19 @@ fn health_json(snapshot: &Snapshot) -> Response<Full<Bytes>> {
     response
 }
 
+/// Reloads since start and the latest attempt (not part of the draft; clients ignore it).
+fn config(reloads: &Reloads) -> Value {
+    let mut c = json!({ "reloadsApplied": reloads.applied, "reloadsFailed": reloads.failed });
+    if let Some(last) = &reloads.last {
+        c["lastReload"] = json!({
+            "successful": last.successful,
+            "time": humantime::format_rfc3339_millis(last.at).to_string(),
+            "output": last.message,
+        });
+    }
+    c
+}
+
 fn component(check: &CheckView) -> Value {
     let status = match check.status {
         Status::Pass => "pass",
@@ -155,6 +169,8 @@ fn component(check: &CheckView) -> Value {
         "status": status,
         "critical": check.critical,
         "groups": check.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "consecutiveSuccesses": check.consecutive_successes,
+        "consecutiveFailures": check.consecutive_failures,
         "time": humantime::format_rfc3339_millis(check.last.as_ref().map_or(check.since, |l| l.at)).to_string(),
     });
     if let Some(last) = &check.last {
