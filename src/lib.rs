@@ -44,22 +44,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::BindError> {
     let listener = server::bind(config.server.listen).await?;
+    // Watch before announcing: an edit made once we say we serve is never missed.
+    let mut reloader = Reloader::new(path, text, &config.reload);
     let mut engine = Engine::start(&config.checks);
     let mut server = server::spawn(listener, engine.published());
     tracing::info!(listen = %server.addr, checks = config.checks.len(), "serving /livez /readyz /startupz /health");
-    let mut reloader = Reloader::new(path, text, &config.reload);
     let mut current = config;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             attempt = reloader.next() => {
-                let record = match attempt {
+                let failure = match attempt {
                     Ok(new) => apply(&mut engine, &mut server, &mut current, new).await,
-                    Err(error) => rejected(&error),
+                    Err(error) => Some(rejected(&error)),
                 };
+                if let Some(failure) = failure {
+                    engine.record_reload(failure).await;
+                }
                 reloader.update(&current.reload);
-                engine.record_reload(record).await;
             }
         }
     }
@@ -68,14 +71,16 @@ pub async fn run(
     Ok(())
 }
 
-/// Applies a valid new config. Binding a changed listen address is the only
-/// step that can fail, so it goes first: then nothing else has changed yet.
+/// Applies a valid new config, returning the record of a failure (a success
+/// is recorded with the new checks, in the same snapshot). Binding a changed
+/// listen address is the only step that can fail, so it goes first: then
+/// nothing else has changed yet.
 async fn apply(
     engine: &mut Engine,
     server: &mut server::Listening,
     current: &mut Config,
     new: Config,
-) -> ReloadRecord {
+) -> Option<ReloadRecord> {
     if new.server.listen != current.server.listen {
         match server::bind(new.server.listen).await {
             Ok(listener) => {
@@ -86,23 +91,25 @@ async fn apply(
             }
             Err(error) => {
                 tracing::error!(key = "server.listen", %error, still_serving_on = %server.addr, "config reload rejected");
-                return record(
+                return Some(record(
                     false,
                     format!(
                         "rejected: key `server.listen`: {error}; still serving on {}",
                         server.addr
                     ),
-                );
+                ));
             }
         }
     }
-    let diff = engine.apply(&new.checks).await;
+    let diff = engine
+        .apply(&new.checks, |diff| record(true, format!("applied: {diff}")))
+        .await;
     tracing::info!(
         added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed,
         "config reloaded: {diff}"
     );
     *current = new;
-    record(true, format!("applied: {diff}"))
+    None
 }
 
 /// Logs a rejected config (each problem with its check and key) and records it.

@@ -344,3 +344,159 @@ async fn runs_of_one_check_never_overlap() {
         );
     }
 }
+
+mod apply {
+    use super::*;
+
+    fn no_record(_: &healthgate::config::Diff) -> healthgate::health::ReloadRecord {
+        healthgate::health::ReloadRecord {
+            at: std::time::SystemTime::now(),
+            successful: true,
+            message: String::new(),
+        }
+    }
+
+    /// An engine whose probes come from `probes` by check name, for any config applied later.
+    fn engine_over(toml: &str, probes: &[(&str, Arc<Scripted>)]) -> Engine {
+        let by_name: HashMap<String, Arc<dyn Probe>> = probes
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.clone() as Arc<dyn Probe>))
+            .collect();
+        Engine::start_with(
+            &config(toml).checks,
+            Box::new(move |check: &Check| by_name[&*check.name].clone()),
+        )
+    }
+
+    fn view(s: &Snapshot, name: &str) -> Arc<healthgate::health::CheckView> {
+        s.checks.iter().find(|c| &*c.name == name).unwrap().clone()
+    }
+
+    const API: &str = "[[checks]]\nname = \"api\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\nfailure_threshold = 3\n";
+    const EXTRA: &str = "[[checks]]\nname = \"extra\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\nfailure_threshold = 2\n";
+
+    #[tokio::test(start_paused = true)]
+    async fn unchanged_checks_keep_counters_and_schedule() {
+        let (api, extra) = (Scripted::new(true), Scripted::new(true));
+        let mut engine = engine_over(API, &[("api", api.clone()), ("extra", extra.clone())]);
+        let published = engine.published();
+        until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
+        api.set(false);
+        until(&published, Duration::from_secs(5), |s| {
+            view(s, "api").consecutive_failures == 2
+        })
+        .await;
+        let runs_before = api.runs();
+
+        let diff = engine
+            .apply(&config(&format!("{API}{EXTRA}")).checks, no_record)
+            .await;
+        assert_eq!(
+            (diff.added.clone(), diff.unchanged.clone()),
+            (vec!["extra".to_owned()], vec!["api".to_owned()])
+        );
+        until(&published, Duration::from_secs(1), |s| s.checks.len() == 2).await;
+        let snap = published.load();
+        assert_eq!(
+            view(&snap, "api").consecutive_failures,
+            2,
+            "one failure short stays one short"
+        );
+        assert_eq!(view(&snap, "api").status, Status::Pass);
+        assert_eq!(
+            api.runs().len(),
+            runs_before.len(),
+            "no extra run on reload"
+        );
+
+        // The next (third) failure fails it: the counter was not reset.
+        until(&published, Duration::from_secs(5), |s| {
+            view(s, "api").status == Status::Fail
+        })
+        .await;
+        let runs = api.runs();
+        assert_eq!(runs.len(), runs_before.len() + 1);
+        assert_eq!(
+            runs[runs.len() - 1] - runs[runs.len() - 2],
+            Duration::from_secs(1),
+            "cadence kept"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_check_serves_its_previous_verdict_until_it_has_a_new_one() {
+        let api = Scripted::new(true);
+        let mut engine = engine_over(API, &[("api", api.clone())]);
+        let published = engine.published();
+        until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
+        api.set(false);
+        let changed = API.replace("failure_threshold = 3", "failure_threshold = 2");
+        let diff = engine.apply(&config(&changed).checks, no_record).await;
+        assert_eq!(diff.changed, vec!["api".to_owned()]);
+        until(&published, Duration::from_secs(1), |s| {
+            view(s, "api").consecutive_failures == 0
+        })
+        .await;
+        let runs_at_change = api.runs().len();
+        // Starting over with the old verdict shown: ready until the new definition fails twice.
+        until(&published, Duration::from_secs(10), |s| !s.readiness.ok).await;
+        assert_eq!(
+            api.runs().len() - runs_at_change,
+            2,
+            "the new failure_threshold applies"
+        );
+        let snap = published.load();
+        assert_eq!(view(&snap, "api").status, Status::Fail);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_added_check_does_not_take_readiness_away_before_its_first_verdict() {
+        let (api, extra) = (Scripted::new(true), Scripted::new(false));
+        let mut engine = engine_over(API, &[("api", api.clone()), ("extra", extra.clone())]);
+        let published = engine.published();
+        until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
+        engine
+            .apply(&config(&format!("{API}{EXTRA}")).checks, no_record)
+            .await;
+        until(&published, Duration::from_secs(1), |s| s.checks.len() == 2).await;
+        let snap = published.load();
+        assert_eq!(view(&snap, "extra").status, Status::Starting);
+        assert!(view(&snap, "extra").provisional);
+        assert!(
+            snap.readiness.ok,
+            "a starting added check holds nothing back"
+        );
+        // Its own verdict then counts like any other.
+        until(&published, Duration::from_secs(5), |s| !s.readiness.ok).await;
+        assert_eq!(extra.runs().len(), 2, "failure_threshold = 2 runs");
+        assert_eq!(
+            &published.load().readiness.reason[..],
+            b"not ready: extra fail"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removed_check_stops_and_vanishes() {
+        let (api, extra) = (Scripted::new(true), Scripted::new(false));
+        let mut engine = engine_over(
+            &format!("{API}{EXTRA}"),
+            &[("api", api.clone()), ("extra", extra.clone())],
+        );
+        let published = engine.published();
+        until(&published, Duration::from_secs(5), |s| {
+            view(s, "extra").status == Status::Fail
+        })
+        .await;
+        assert!(!published.load().readiness.ok);
+        let diff = engine.apply(&config(API).checks, no_record).await;
+        assert_eq!(diff.removed, vec!["extra".to_owned()]);
+        until(&published, Duration::from_secs(1), |s| s.checks.len() == 1).await;
+        assert!(
+            published.load().readiness.ok,
+            "the removed check no longer counts"
+        );
+        let runs = extra.runs().len();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(extra.runs().len(), runs, "its task stopped");
+    }
+}

@@ -60,6 +60,7 @@ impl Reloader {
                 ),
             };
             if seen == self.seen && trigger != Trigger::Signal {
+                tracing::debug!(?trigger, "config re-read; content unchanged");
                 continue;
             }
             tracing::debug!(?trigger, "config changed; reloading");

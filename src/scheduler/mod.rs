@@ -36,7 +36,8 @@ pub type ProbeFactory = Box<dyn Fn(&Check) -> Arc<dyn Probe> + Send + Sync>;
 
 enum Message {
     Result(Report),
-    Reconfigure(Vec<Slot>),
+    /// A new check set and the reload that brought it, applied in one snapshot.
+    Reconfigure(Vec<Slot>, ReloadRecord),
     Reloaded(ReloadRecord),
 }
 
@@ -121,8 +122,13 @@ impl Engine {
     /// Moves to a new set of checks. Unchanged checks keep their task (no
     /// extra run, no reset); changed and removed checks' tasks are aborted
     /// (an in-flight run is cancelled, an exec probe's processes killed);
-    /// changed and added checks get a new task.
-    pub async fn apply(&mut self, checks: &[Check]) -> Diff {
+    /// changed and added checks get a new task. `record` describes the
+    /// reload; it is published in the same snapshot as the new checks.
+    pub async fn apply(
+        &mut self,
+        checks: &[Check],
+        record: impl FnOnce(&Diff) -> ReloadRecord,
+    ) -> Diff {
         let old = self.checks();
         let diff = Diff::between(&old, checks);
         let mut previous: HashMap<Arc<str>, Running> = self
@@ -154,7 +160,10 @@ impl Engine {
         }
         drop(previous);
         // The collector learns the new set before any new task can report.
-        let _ = self.tx.send(Message::Reconfigure(slots.clone())).await;
+        let _ = self
+            .tx
+            .send(Message::Reconfigure(slots.clone(), record(&diff)))
+            .await;
         let mut kept = kept.into_iter();
         for slot in slots {
             let running = match slot.change {
@@ -249,7 +258,10 @@ async fn collect(mut rx: mpsc::Receiver<Message>, mut health: Health, published:
                         log_transition(&health, &r.name, transition);
                     }
                 }
-                Message::Reconfigure(slots) => health.reconfigure(&slots, Instant::now()),
+                Message::Reconfigure(slots, record) => {
+                    health.reconfigure(&slots, Instant::now());
+                    health.record_reload(record);
+                }
                 Message::Reloaded(record) => health.record_reload(record),
             }
         }

@@ -298,10 +298,15 @@ pub async fn start_gateway(toml: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("healthgate.toml");
     std::fs::write(&path, toml).unwrap();
+    start_gateway_at(dir, &path).await
+}
+
+/// Starts `healthgate run --config path`; `dir` is kept alive with the process.
+pub async fn start_gateway_at(dir: tempfile::TempDir, path: &Path) -> Gateway {
     let mut child = tokio::process::Command::new(bin())
         .args(["--log-format", "json", "run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
+        .arg(path)
+        .env("RUST_LOG", "info,healthgate::reload=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -344,6 +349,18 @@ impl Gateway {
 
     pub fn logs(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// `/health` as JSON.
+    pub async fn health(&self) -> serde_json::Value {
+        let (_, _, body) = get(self.addr, "/health").await;
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
     }
 }
 
