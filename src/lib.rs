@@ -24,12 +24,14 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use config::{Config, ConfigError};
 use health::ReloadRecord;
 use reload::Reloader;
 use scheduler::Engine;
+use telemetry::metrics::Metrics;
 
 /// Longest reload message kept for `/health`.
 const MAX_RELOAD_MESSAGE: usize = 1000;
@@ -42,12 +44,23 @@ pub async fn run(
     text: &str,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), server::BindError> {
+) -> Result<(), RunError> {
     let listener = server::bind(config.server.listen).await?;
+    let metrics = Metrics::new(telemetry::resource::resource(&config.telemetry))?;
     // Watch before announcing: an edit made once we say we serve is never missed.
     let mut reloader = Reloader::new(path, text, &config.reload);
-    let mut engine = Engine::start(&config.checks);
-    let mut server = server::spawn(listener, engine.published());
+    let mut engine = Engine::start(&config.checks, metrics.observer());
+    metrics.watch(engine.published());
+    let metrics = Arc::new(metrics);
+    let render: server::RenderMetrics = {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    };
+    let endpoints = server::Endpoints {
+        published: engine.published(),
+        metrics: Some(render),
+    };
+    let mut server = server::spawn(listener, endpoints.clone());
     tracing::info!(listen = %server.addr, checks = config.checks.len(), "serving /livez /readyz /startupz /health");
     let mut current = config;
     tokio::pin!(shutdown);
@@ -56,7 +69,7 @@ pub async fn run(
             () = &mut shutdown => break,
             attempt = reloader.next() => {
                 let failure = match attempt {
-                    Ok(new) => apply(&mut engine, &mut server, &mut current, new).await,
+                    Ok(new) => apply(&mut engine, &mut server, &endpoints, &mut current, new).await,
                     Err(error) => Some(rejected(&error)),
                 };
                 if let Some(failure) = failure {
@@ -67,8 +80,22 @@ pub async fn run(
         }
     }
     server.stop(current.server.shutdown_timeout).await;
+    if let Err(error) = metrics.provider().shutdown() {
+        tracing::debug!(%error, "metrics shutdown");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    /// The metrics pipeline could not be built.
+    #[error(transparent)]
+    Metrics(#[from] telemetry::metrics::MetricsError),
 }
 
 /// Applies a valid new config, returning the record of a failure (a success
@@ -78,13 +105,14 @@ pub async fn run(
 async fn apply(
     engine: &mut Engine,
     server: &mut server::Listening,
+    endpoints: &server::Endpoints,
     current: &mut Config,
     new: Config,
 ) -> Option<ReloadRecord> {
     if new.server.listen != current.server.listen {
         match server::bind(new.server.listen).await {
             Ok(listener) => {
-                let old = std::mem::replace(server, server::spawn(listener, engine.published()));
+                let old = std::mem::replace(server, server::spawn(listener, endpoints.clone()));
                 tracing::info!(listen = %server.addr, previous = %old.addr, "serving /livez /readyz /startupz /health");
                 // The old listener finishes its in-flight requests meanwhile.
                 tokio::spawn(old.stop(current.server.shutdown_timeout));
@@ -101,8 +129,18 @@ async fn apply(
             }
         }
     }
+    let mut note = String::new();
+    if new.telemetry != current.telemetry {
+        tracing::warn!(
+            key = "telemetry",
+            "telemetry settings changed: they need a restart to take effect"
+        );
+        note = "; telemetry.* changed: needs a restart".to_owned();
+    }
     let diff = engine
-        .apply(&new.checks, |diff| record(true, format!("applied: {diff}")))
+        .apply(&new.checks, |diff| {
+            record(true, format!("applied: {diff}{note}"))
+        })
         .await;
     tracing::info!(
         added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed,

@@ -64,6 +64,7 @@ fn engine(toml: &str, probes: &[Arc<Scripted>]) -> Engine {
     Engine::start_with(
         &config.checks,
         Box::new(move |check: &Check| by_name[&*check.name].clone()),
+        Arc::new(()),
     )
 }
 
@@ -365,6 +366,7 @@ mod apply {
         Engine::start_with(
             &config(toml).checks,
             Box::new(move |check: &Check| by_name[&*check.name].clone()),
+            Arc::new(()),
         )
     }
 

@@ -78,6 +78,16 @@ fn default_debounce() -> Duration {
     Duration::from_millis(250)
 }
 
+/// `[telemetry]`: how healthgate describes itself to metrics and traces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// `service.name` of the resource: the service healthgate guards.
+    /// `OTEL_SERVICE_NAME` wins over it; default `healthgate`. Changing it needs a restart.
+    #[serde(default)]
+    pub service_name: Option<String>,
+}
+
 /// `[defaults]`: what every check inherits unless it sets its own value.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -18,6 +18,8 @@ pub struct Config {
     pub server: Server,
     /// How changes are picked up.
     pub reload: super::model::ReloadSection,
+    /// Resource identity for metrics and traces.
+    pub telemetry: super::model::TelemetrySection,
     /// Every check, in file order.
     pub checks: Vec<Check>,
 }

@@ -16,11 +16,11 @@ use serde_json::{Map, Value};
 use super::Problem;
 use super::model::{
     CheckCommon, DefaultsSection, ExecSection, HttpSection, ReloadSection, ServerSection,
-    StatusPattern, TcpSection, TlsSection,
+    StatusPattern, TcpSection, TelemetrySection, TlsSection,
 };
 use super::resolved::*;
 
-const TOP_KEYS: &[&str] = &["server", "reload", "defaults", "checks"];
+const TOP_KEYS: &[&str] = &["server", "reload", "telemetry", "defaults", "checks"];
 const KINDS: &[&str] = &["http", "tcp", "exec"];
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
@@ -38,6 +38,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     v.unknown_keys(None, "", &root, TOP_KEYS);
     let server: Option<ServerSection> = v.section(&root, "server");
     let reload: Option<ReloadSection> = v.section(&root, "reload");
+    let telemetry: Option<TelemetrySection> = v.section(&root, "telemetry");
     let defaults: Option<DefaultsSection> = v.section(&root, "defaults");
     if let Some(d) = &defaults {
         v.defaults(d);
@@ -67,15 +68,18 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     {
         v.push(None, "reload.debounce", "must be at most 10s".into());
     }
-    match (server, reload, defaults) {
-        (Some(server), Some(reload), Some(_)) if v.problems.is_empty() => Ok(Config {
-            server: Server {
-                listen: server.listen,
-                shutdown_timeout: server.shutdown_timeout,
-            },
-            reload,
-            checks,
-        }),
+    match (server, reload, telemetry, defaults) {
+        (Some(server), Some(reload), Some(telemetry), Some(_)) if v.problems.is_empty() => {
+            Ok(Config {
+                server: Server {
+                    listen: server.listen,
+                    shutdown_timeout: server.shutdown_timeout,
+                },
+                reload,
+                telemetry,
+                checks,
+            })
+        }
         _ => Err(v.problems),
     }
 }

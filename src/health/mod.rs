@@ -50,6 +50,7 @@ impl Health {
     pub fn new(slots: &[Slot], now: Instant) -> Self {
         let mut health = Health::default();
         let at = SystemTime::now();
+        health.reloads.last_success_at = Some(at);
         health.entries = slots
             .iter()
             .map(|slot| {
@@ -98,7 +99,7 @@ impl Health {
         &mut self,
         name: &str,
         generation: u64,
-        outcome: Outcome,
+        outcome: &Outcome,
         now: Instant,
         at: SystemTime,
     ) -> Option<Transition> {
@@ -107,7 +108,7 @@ impl Health {
         if entry.generation != generation {
             return None;
         }
-        let transition = entry.state.record(&outcome, now);
+        let transition = entry.state.record(outcome, now);
         let state = &entry.state;
         let updated = CheckView {
             status: state.status(),
@@ -124,7 +125,8 @@ impl Health {
                 at,
                 duration: outcome.duration,
                 failure: outcome.failure,
-                message: outcome.message,
+                message: outcome.message.clone(),
+                http_status: outcome.http_status,
             }),
             ..CheckView::clone(&entry.view)
         };
@@ -136,16 +138,19 @@ impl Health {
     pub fn record_reload(&mut self, record: ReloadRecord) {
         if record.successful {
             self.reloads.applied += 1;
+            self.reloads.last_success_at = Some(record.at);
         } else {
             self.reloads.failed += 1;
         }
         self.reloads.last = Some(record);
     }
 
-    /// The view of `name`, if it is configured.
-    pub fn view(&self, name: &str) -> Option<&Arc<CheckView>> {
+    /// The view of `name`, if it is configured with this `generation`
+    /// (results of a replaced definition are not its own).
+    pub fn current(&self, name: &str, generation: u64) -> Option<&CheckView> {
         let index = *self.index.get(name)?;
-        self.entries.get(index).map(|e| &e.view)
+        let entry = self.entries.get(index)?;
+        (entry.generation == generation).then_some(&*entry.view)
     }
 
     /// Builds the snapshot for the current states, latching startup.

@@ -43,6 +43,8 @@ pub struct Reloads {
     pub failed: u64,
     /// The latest attempt.
     pub last: Option<ReloadRecord>,
+    /// When a config was last loaded successfully (at start, or by a reload).
+    pub last_success_at: Option<SystemTime>,
 }
 
 /// One reload attempt.
@@ -110,4 +112,6 @@ pub struct LastRun {
     pub failure: Option<Category>,
     /// The probe's message.
     pub message: String,
+    /// The HTTP status of the response, for http checks that got one.
+    pub http_status: Option<u16>,
 }

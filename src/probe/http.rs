@@ -74,7 +74,8 @@ impl HttpProbe {
                     continue;
                 }
             }
-            return self.judge(answer);
+            let status = answer.status.as_u16();
+            return self.judge(answer).with_http_status(status);
         }
         Outcome::fail(
             Category::StatusMismatch,

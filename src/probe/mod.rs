@@ -113,6 +113,8 @@ pub struct Outcome {
     pub message: String,
     /// How long the run took.
     pub duration: Duration,
+    /// The HTTP status of the last response, for http checks that got one.
+    pub http_status: Option<u16>,
 }
 
 impl Outcome {
@@ -122,6 +124,7 @@ impl Outcome {
             failure: None,
             message: one_line(message.into()),
             duration: Duration::ZERO,
+            http_status: None,
         }
     }
 
@@ -131,7 +134,14 @@ impl Outcome {
             failure: Some(category),
             message: one_line(message.into()),
             duration: Duration::ZERO,
+            http_status: None,
         }
+    }
+
+    /// The same outcome, noting the HTTP status it came with.
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
     }
 
     /// Whether the run passed.

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{Change, Check, Diff, Schedule, classify};
-use crate::health::{Health, Published, ReloadRecord, Slot, Status, Transition};
+use crate::health::{CheckView, Health, Published, ReloadRecord, Slot, Status, Transition};
 use crate::probe::{self, Outcome, Probe};
 
 /// Messages waiting for the collector; probe tasks wait when it is full.
@@ -33,6 +33,18 @@ const MIN_PUBLISH_GAP: Duration = Duration::from_millis(5);
 
 /// Builds the probe for a check (tests substitute scripted probes).
 pub type ProbeFactory = Box<dyn Fn(&Check) -> Arc<dyn Probe> + Send + Sync>;
+
+/// Told of every result as the collector records it: where metrics count runs,
+/// so each run is counted exactly once. Runs on the collector task: keep it cheap.
+pub trait Observer: Send + Sync + 'static {
+    /// `check` is the view after the result; `transition` is set if its status changed.
+    fn on_result(&self, check: &CheckView, outcome: &Outcome, transition: Option<Transition>);
+}
+
+/// Observes nothing.
+impl Observer for () {
+    fn on_result(&self, _: &CheckView, _: &Outcome, _: Option<Transition>) {}
+}
 
 enum Message {
     Result(Report),
@@ -78,12 +90,20 @@ impl Drop for Task {
 impl Engine {
     /// Starts a task per check and the collector; the first snapshot (every
     /// check `starting`) is published before this returns.
-    pub fn start(checks: &[Check]) -> Self {
-        Self::start_with(checks, Box::new(|check: &Check| probe::build(&check.probe)))
+    pub fn start(checks: &[Check], observer: Arc<dyn Observer>) -> Self {
+        Self::start_with(
+            checks,
+            Box::new(|check: &Check| probe::build(&check.probe)),
+            observer,
+        )
     }
 
     /// As [`Engine::start`], building probes with `factory`.
-    pub fn start_with(checks: &[Check], factory: ProbeFactory) -> Self {
+    pub fn start_with(
+        checks: &[Check],
+        factory: ProbeFactory,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
         let slots: Vec<Slot> = checks
             .iter()
             .zip(1..)
@@ -96,7 +116,12 @@ impl Engine {
         let mut health = Health::new(&slots, Instant::now());
         let published: Published = Arc::new(ArcSwap::from_pointee(health.snapshot()));
         let (tx, rx) = mpsc::channel(QUEUE);
-        let collector = Task(tokio::spawn(collect(rx, health, published.clone())));
+        let collector = Task(tokio::spawn(collect(
+            rx,
+            health,
+            published.clone(),
+            observer,
+        )));
         let mut engine = Self {
             tx,
             published,
@@ -246,16 +271,23 @@ async fn run_check(
     }
 }
 
-async fn collect(mut rx: mpsc::Receiver<Message>, mut health: Health, published: Published) {
+async fn collect(
+    mut rx: mpsc::Receiver<Message>,
+    mut health: Health,
+    published: Published,
+    observer: Arc<dyn Observer>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         for message in batch.drain(..) {
             match message {
                 Message::Result(r) => {
-                    if let Some(transition) =
-                        health.record(&r.name, r.generation, r.outcome, r.now, r.at)
-                    {
-                        log_transition(&health, &r.name, transition);
+                    let transition = health.record(&r.name, r.generation, &r.outcome, r.now, r.at);
+                    if let Some(view) = health.current(&r.name, r.generation) {
+                        observer.on_result(view, &r.outcome, transition);
+                        if let Some(transition) = transition {
+                            log_transition(view, transition);
+                        }
                     }
                 }
                 Message::Reconfigure(slots, record) => {
@@ -270,10 +302,7 @@ async fn collect(mut rx: mpsc::Receiver<Message>, mut health: Health, published:
     }
 }
 
-fn log_transition(health: &Health, name: &str, t: Transition) {
-    let Some(view) = health.view(name) else {
-        return;
-    };
+fn log_transition(view: &CheckView, t: Transition) {
     let last = view.last.as_ref();
     let reason = last.map_or("", |l| l.message.as_str());
     let category = last.and_then(|l| l.failure).map_or("", |c| c.as_str());

@@ -41,6 +41,18 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
+/// Renders the Prometheus text exposition for `/metrics`.
+pub type RenderMetrics = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct Endpoints {
+    /// The verdicts.
+    pub published: Published,
+    /// `/metrics`, when served on this listener.
+    pub metrics: Option<RenderMetrics>,
+}
+
 /// A listener being served; see [`Listening::stop`].
 pub struct Listening {
     /// The bound address.
@@ -58,12 +70,12 @@ impl Listening {
 }
 
 /// Serves `listener` in a task of its own until stopped.
-pub fn spawn(listener: TcpListener, published: Published) -> Listening {
+pub fn spawn(listener: TcpListener, endpoints: Endpoints) -> Listening {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<Duration>();
-    let task = tokio::spawn(serve(listener, published, stopped));
+    let task = tokio::spawn(serve(listener, endpoints, stopped));
     Listening { addr, stop, task }
 }
 
@@ -71,7 +83,7 @@ pub fn spawn(listener: TcpListener, published: Published) -> Listening {
 /// dropped: no grace), then lets in-flight requests finish within it.
 pub async fn serve(
     listener: TcpListener,
-    published: Published,
+    endpoints: Endpoints,
     shutdown: impl Future<Output = Result<Duration, tokio::sync::oneshot::error::RecvError>>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -98,10 +110,12 @@ pub async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        let published = published.clone();
+        let endpoints = endpoints.clone();
         let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let snapshot = published.load();
-            let response = routes::respond(&snapshot, request.method(), request.uri());
+            let response = match (&endpoints.metrics, request.uri().path()) {
+                (Some(render), "/metrics") => routes::metrics(request.method(), render()),
+                _ => routes::respond(&endpoints.published.load(), request.method(), request.uri()),
+            };
             std::future::ready(Ok::<_, Infallible>(response))
         });
         let connection = graceful.watch(

@@ -1,3 +1,6 @@
-//! What healthgate tells operators about itself: logs (metrics and traces follow).
+//! What healthgate tells operators about itself: logs, and one metrics model
+//! exported as Prometheus text (and OTLP).
 
 pub mod log;
+pub mod metrics;
+pub mod resource;

@@ -1,0 +1,311 @@
+//! One metrics model, two outputs: instruments from the OpenTelemetry API on
+//! one `SdkMeterProvider`, read by `opentelemetry-prometheus` into the
+//! registry `/metrics` renders (and, with OTLP configured, by a periodic
+//! reader too). Runs are counted once, as the collector records them; every
+//! gauge is read from the published snapshot when metrics are collected.
+//!
+//! | OpenTelemetry instrument | Prometheus series | labels |
+//! |---|---|---|
+//! | `healthgate.check.up` | `healthgate_check_up` | check, type |
+//! | `healthgate.check.status` | `healthgate_check_status` (one-hot) | check, type, status |
+//! | `healthgate.check.duration` (s) | `healthgate_check_duration_seconds` | check, type, result |
+//! | `healthgate.check.runs` | `healthgate_check_runs_total` | check, type, result, category (failures only) |
+//! | `healthgate.check.transitions` | `healthgate_check_transitions_total` | check, type, from, to |
+//! | `healthgate.check.consecutive_failures` | `healthgate_check_consecutive_failures` | check, type |
+//! | `healthgate.check.critical` | `healthgate_check_critical` | check, type, group |
+//! | `healthgate.http.status_code` | `healthgate_http_status_code` | check |
+//! | `healthgate.ready`, `.live`, `.started` | `healthgate_ready`, `healthgate_live`, `healthgate_started` | |
+//! | `healthgate.config.reloads` | `healthgate_config_reloads_total` | result |
+//! | `healthgate.config.last_reload_successful` | `healthgate_config_last_reload_successful` | |
+//! | `healthgate.config.last_reload_success_time` (s) | `healthgate_config_last_reload_success_time_seconds` | |
+//! | `healthgate.build.info` | `healthgate_build_info` | version |
+//!
+//! Labels are bounded by the config: never a URL, a message or an address.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+
+use crate::health::{CheckView, Published, Status, Transition};
+use crate::probe::Outcome;
+use crate::scheduler::Observer;
+
+/// Histogram buckets for probe durations, in seconds: 1 ms to 30 s.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const STATUSES: [Status; 4] = [Status::Starting, Status::Pass, Status::Warn, Status::Fail];
+
+/// Why metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics setup: {0}")]
+pub struct MetricsError(String);
+
+/// The metrics pipeline: the provider, its Prometheus registry, and the recorder.
+pub struct Metrics {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    recorder: Arc<Recorder>,
+}
+
+/// Counts runs and transitions as the collector records them.
+pub struct Recorder {
+    runs: Counter<u64>,
+    duration: Histogram<f64>,
+    transitions: Counter<u64>,
+}
+
+impl Metrics {
+    /// Builds the pipeline. Gauges come with [`Metrics::watch`].
+    pub fn new(resource: Resource) -> Result<Self, MetricsError> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| MetricsError(e.to_string()))?;
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(exporter)
+            .build();
+        let meter = provider.meter("healthgate");
+        let recorder = Arc::new(Recorder::new(&meter));
+        Ok(Self {
+            provider,
+            registry,
+            recorder,
+        })
+    }
+
+    /// Registers the gauges, read from `published` whenever metrics are collected.
+    pub fn watch(&self, published: Published) {
+        register_gauges(&self.provider.meter("healthgate"), published);
+    }
+
+    /// What the collector reports results to.
+    pub fn observer(&self) -> Arc<dyn Observer> {
+        self.recorder.clone()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(%error, "cannot encode metrics");
+        }
+        out
+    }
+
+    /// The provider, for readers added later and for shutdown.
+    pub fn provider(&self) -> &SdkMeterProvider {
+        &self.provider
+    }
+}
+
+impl Recorder {
+    fn new(meter: &Meter) -> Self {
+        Self {
+            runs: meter
+                .u64_counter("healthgate.check.runs")
+                .with_description("Probe runs, by result and failure category.")
+                .build(),
+            duration: meter
+                .f64_histogram("healthgate.check.duration")
+                .with_unit("s")
+                .with_description("How long probe runs took, by result.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            transitions: meter
+                .u64_counter("healthgate.check.transitions")
+                .with_description("Changes of a check's status, by from and to.")
+                .build(),
+        }
+    }
+}
+
+impl Observer for Recorder {
+    fn on_result(&self, check: &CheckView, outcome: &Outcome, transition: Option<Transition>) {
+        let result = if outcome.passed() { "pass" } else { "fail" };
+        let mut labels = vec![
+            KeyValue::new("check", check.name.to_string()),
+            KeyValue::new("type", check.kind),
+            KeyValue::new("result", result),
+        ];
+        self.duration
+            .record(outcome.duration.as_secs_f64(), &labels);
+        if let Some(category) = outcome.failure {
+            labels.push(KeyValue::new("category", category.as_str()));
+        }
+        self.runs.add(1, &labels);
+        if let Some(t) = transition {
+            self.transitions.add(
+                1,
+                &[
+                    KeyValue::new("check", check.name.to_string()),
+                    KeyValue::new("type", check.kind),
+                    KeyValue::new("from", t.from.as_str()),
+                    KeyValue::new("to", t.to.as_str()),
+                ],
+            );
+        }
+    }
+}
+
+fn check_labels(check: &CheckView) -> [KeyValue; 2] {
+    [
+        KeyValue::new("check", check.name.to_string()),
+        KeyValue::new("type", check.kind),
+    ]
+}
+
+fn flag(value: bool) -> u64 {
+    u64::from(value)
+}
+
+/// Every gauge is an observable read from the snapshot: removed checks vanish
+/// from them at once, and nothing is stored twice.
+fn register_gauges(meter: &Meter, published: Published) {
+    let p = published.clone();
+    meter
+        .u64_observable_gauge("healthgate.check.up")
+        .with_description("1 when the check's status is pass or warn, 0 otherwise.")
+        .with_callback(move |o| {
+            for c in &p.load().checks {
+                o.observe(
+                    flag(matches!(c.status, Status::Pass | Status::Warn)),
+                    &check_labels(c),
+                );
+            }
+        })
+        .build();
+    let p = published.clone();
+    meter
+        .u64_observable_gauge("healthgate.check.status")
+        .with_description("The check's status, one-hot: starting, pass, warn, fail.")
+        .with_callback(move |o| {
+            for c in &p.load().checks {
+                let [check, kind] = check_labels(c);
+                for status in STATUSES {
+                    let labels = [
+                        check.clone(),
+                        kind.clone(),
+                        KeyValue::new("status", status.as_str()),
+                    ];
+                    o.observe(flag(c.status == status), &labels);
+                }
+            }
+        })
+        .build();
+    let p = published.clone();
+    meter
+        .u64_observable_gauge("healthgate.check.consecutive_failures")
+        .with_description("Consecutive failed runs counted toward failure_threshold.")
+        .with_callback(move |o| {
+            for c in &p.load().checks {
+                o.observe(u64::from(c.consecutive_failures), &check_labels(c));
+            }
+        })
+        .build();
+    let p = published.clone();
+    meter
+        .u64_observable_gauge("healthgate.check.critical")
+        .with_description(
+            "1 for each group a check takes part in, with whether it is critical as the value.",
+        )
+        .with_callback(move |o| {
+            for c in &p.load().checks {
+                let [check, kind] = check_labels(c);
+                for group in &c.groups {
+                    let labels = [
+                        check.clone(),
+                        kind.clone(),
+                        KeyValue::new("group", group.as_str()),
+                    ];
+                    o.observe(flag(c.critical), &labels);
+                }
+            }
+        })
+        .build();
+    let p = published.clone();
+    meter
+        .u64_observable_gauge("healthgate.http.status_code")
+        .with_description("The HTTP status of the last response, per http check.")
+        .with_callback(move |o| {
+            for c in &p.load().checks {
+                if let Some(code) = c.last.as_ref().and_then(|l| l.http_status) {
+                    o.observe(
+                        u64::from(code),
+                        &[KeyValue::new("check", c.name.to_string())],
+                    );
+                }
+            }
+        })
+        .build();
+    for (name, description, pick) in [
+        (
+            "healthgate.ready",
+            "1 when /readyz answers 200.",
+            (|s: &crate::health::Snapshot| s.readiness.ok) as fn(&_) -> bool,
+        ),
+        ("healthgate.live", "1 when /livez answers 200.", |s| {
+            s.liveness.ok
+        }),
+        (
+            "healthgate.started",
+            "1 once /startupz answers 200 (latched).",
+            |s| s.startup.ok,
+        ),
+    ] {
+        let p = published.clone();
+        meter
+            .u64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |o| o.observe(flag(pick(&p.load())), &[]))
+            .build();
+    }
+    let p = published.clone();
+    meter
+        .u64_observable_counter("healthgate.config.reloads")
+        .with_description("Config reloads, by result (success: applied; failure: rejected, the previous config kept).")
+        .with_callback(move |o| {
+            let reloads = &p.load().reloads;
+            o.observe(reloads.applied, &[KeyValue::new("result", "success")]);
+            o.observe(reloads.failed, &[KeyValue::new("result", "failure")]);
+        })
+        .build();
+    let p = published.clone();
+    meter
+        .u64_observable_gauge("healthgate.config.last_reload_successful")
+        .with_description("1 when the last config load (at start or by reload) succeeded.")
+        .with_callback(move |o| {
+            let ok = p.load().reloads.last.as_ref().is_none_or(|l| l.successful);
+            o.observe(flag(ok), &[]);
+        })
+        .build();
+    let p = published;
+    meter
+        .f64_observable_gauge("healthgate.config.last_reload_success_time")
+        .with_unit("s")
+        .with_description(
+            "When a config was last loaded successfully, in seconds since the Unix epoch.",
+        )
+        .with_callback(move |o| {
+            if let Some(at) = p.load().reloads.last_success_at {
+                let seconds = at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                o.observe(seconds, &[]);
+            }
+        })
+        .build();
+    meter
+        .u64_observable_gauge("healthgate.build.info")
+        .with_description("Always 1; the version of the running healthgate.")
+        .with_callback(|o| o.observe(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]))
+        .build();
+}
