@@ -33,6 +33,9 @@ use reload::Reloader;
 use scheduler::Engine;
 use telemetry::metrics::Metrics;
 
+/// Longest the final telemetry flush may delay exit.
+const TELEMETRY_FLUSH_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest reload message kept for `/health`.
 const MAX_RELOAD_MESSAGE: usize = 1000;
 
@@ -46,7 +49,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let listener = server::bind(config.server.listen).await?;
-    let metrics = Metrics::new(telemetry::resource::resource(&config.telemetry))?;
+    let dropped = Arc::new(telemetry::otlp::Dropped::default());
+    let otlp = telemetry::otlp::metric_reader(&config.telemetry.otlp, dropped.clone())?;
+    let metrics = Metrics::new(
+        telemetry::resource::resource(&config.telemetry),
+        otlp,
+        dropped,
+    )?;
     // Watch before announcing: an edit made once we say we serve is never missed.
     let mut reloader = Reloader::new(path, text, &config.reload);
     let mut engine = Engine::start(&config.checks, metrics.observer());
@@ -80,9 +89,7 @@ pub async fn run(
         }
     }
     server.stop(current.server.shutdown_timeout).await;
-    if let Err(error) = metrics.provider().shutdown() {
-        tracing::debug!(%error, "metrics shutdown");
-    }
+    metrics.shutdown(TELEMETRY_FLUSH_BUDGET).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -96,6 +103,9 @@ pub enum RunError {
     /// The metrics pipeline could not be built.
     #[error(transparent)]
     Metrics(#[from] telemetry::metrics::MetricsError),
+    /// OTLP export could not be set up.
+    #[error(transparent)]
+    Otlp(#[from] telemetry::otlp::OtlpError),
 }
 
 /// Applies a valid new config, returning the record of a failure (a success

@@ -202,7 +202,8 @@ async fn labels_are_bounded_and_never_carry_secrets_or_addresses() {
         "{body}"
     );
     let allowed = [
-        "check", "type", "result", "category", "status", "from", "to", "group", "version", "le",
+        "check", "type", "result", "category", "status", "from", "to", "group", "version",
+        "signal", "le",
     ];
     let categories: Vec<&str> = healthgate::probe::Category::ALL
         .iter()

@@ -86,6 +86,113 @@ pub struct TelemetrySection {
     /// `OTEL_SERVICE_NAME` wins over it; default `healthgate`. Changing it needs a restart.
     #[serde(default)]
     pub service_name: Option<String>,
+    /// `[telemetry.otlp]`: pushing metrics to an OpenTelemetry collector.
+    #[serde(default)]
+    pub otlp: OtlpSection,
+}
+
+/// `[telemetry.otlp]`: OTLP export. Enabled when `endpoint` is set here or
+/// in `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`;
+/// the other standard `OTEL_EXPORTER_OTLP_*` variables apply where a key is
+/// not set. Changing it needs a restart.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSection {
+    /// Collector base URL, e.g. `http://otel-collector:4317` (grpc) or
+    /// `http://otel-collector:4318` (http/protobuf; `/v1/metrics` is appended).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else `grpc`.
+    #[serde(default)]
+    pub protocol: Option<OtlpProtocol>,
+    /// Headers (gRPC metadata) on every export, e.g. an API key. Values are
+    /// secrets: never logged or shown.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Bound on one export. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Time between metric exports. Default `"15s"`.
+    #[serde(default = "default_export_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// `cumulative` (Prometheus, Mimir) or `delta`. Default:
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, else `cumulative`.
+    #[serde(default)]
+    pub temporality: Option<TemporalityKind>,
+    /// `[telemetry.otlp.tls]`: verifying the collector, and mTLS.
+    #[serde(default)]
+    pub tls: OtlpTlsSection,
+}
+
+impl Default for OtlpSection {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            protocol: None,
+            headers: BTreeMap::new(),
+            timeout: None,
+            interval: default_export_interval(),
+            temporality: None,
+            tls: OtlpTlsSection::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OtlpSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpSection")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self.headers.keys().map(|k| (k, "***")).collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("interval", &self.interval)
+            .field("temporality", &self.temporality)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+fn default_export_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (port 4317 by convention).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318 by convention).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// Metric temporality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemporalityKind {
+    /// Totals since start (what Prometheus expects).
+    Cumulative,
+    /// Changes since the last export.
+    Delta,
+}
+
+/// `[telemetry.otlp.tls]`: TLS to the collector (an `https://` endpoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpTlsSection {
+    /// PEM CA certificates to trust instead of the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for mTLS (with `key_file`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[defaults]`: what every check inherits unless it sets its own value.

@@ -68,6 +68,9 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     {
         v.push(None, "reload.debounce", "must be at most 10s".into());
     }
+    if let Some(t) = &telemetry {
+        v.otlp(&t.otlp);
+    }
     match (server, reload, telemetry, defaults) {
         (Some(server), Some(reload), Some(telemetry), Some(_)) if v.problems.is_empty() => {
             Ok(Config {
@@ -299,6 +302,60 @@ impl Validator {
                 extra_roots,
             },
         })
+    }
+
+    fn otlp(&mut self, o: &super::model::OtlpSection) {
+        if let Some(endpoint) = &o.endpoint {
+            let scheme = http::Uri::from_str(endpoint)
+                .ok()
+                .and_then(|u| u.scheme_str().map(str::to_owned));
+            if !matches!(scheme.as_deref(), Some("http" | "https")) {
+                self.push(
+                    None,
+                    "telemetry.otlp.endpoint",
+                    "expected an http:// or https:// URL".into(),
+                );
+            }
+        }
+        if o.interval.is_zero() {
+            self.push(
+                None,
+                "telemetry.otlp.interval",
+                "must be more than 0s".into(),
+            );
+        }
+        if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
+            self.push(
+                None,
+                "telemetry.otlp.tls",
+                "cert_file and key_file go together".into(),
+            );
+        }
+        let files = [
+            ("ca_file", &o.tls.ca_file),
+            ("cert_file", &o.tls.cert_file),
+            ("key_file", &o.tls.key_file),
+        ];
+        for (key, file) in files {
+            if let Some(path) = file
+                && let Err(e) = std::fs::metadata(path)
+            {
+                self.push(
+                    None,
+                    &format!("telemetry.otlp.tls.{key}"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
+            }
+        }
+        for name in o.headers.keys() {
+            if http::HeaderName::from_str(name).is_err() {
+                self.push(
+                    None,
+                    &format!("telemetry.otlp.headers.{name}"),
+                    "not a valid header name".into(),
+                );
+            }
+        }
     }
 
     fn name(&mut self, check: Option<&str>, name: &str) {

@@ -19,21 +19,24 @@
 //! | `healthgate.config.last_reload_successful` | `healthgate_config_last_reload_successful` | |
 //! | `healthgate.config.last_reload_success_time` (s) | `healthgate_config_last_reload_success_time_seconds` | |
 //! | `healthgate.build.info` | `healthgate_build_info` | version |
+//! | `healthgate.telemetry.dropped` | `healthgate_telemetry_dropped_total` | signal |
 //!
 //! Labels are bounded by the config: never a URL, a message or an address.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use prometheus::{Encoder, TextEncoder};
 
 use crate::health::{CheckView, Published, Status, Transition};
 use crate::probe::Outcome;
 use crate::scheduler::Observer;
+use crate::telemetry::otlp::{Counted, Dropped};
 
 /// Histogram buckets for probe durations, in seconds: 1 ms to 30 s.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -61,20 +64,35 @@ pub struct Recorder {
 }
 
 impl Metrics {
-    /// Builds the pipeline. Gauges come with [`Metrics::watch`].
-    pub fn new(resource: Resource) -> Result<Self, MetricsError> {
+    /// Builds the pipeline, with OTLP export when `otlp` is given. Gauges
+    /// come with [`Metrics::watch`].
+    pub fn new(
+        resource: Resource,
+        otlp: Option<PeriodicReader<Counted>>,
+        dropped: Arc<Dropped>,
+    ) -> Result<Self, MetricsError> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .scope_info_enabled(false)
             .build()
             .map_err(|e| MetricsError(e.to_string()))?;
-        let provider = SdkMeterProvider::builder()
+        let mut builder = SdkMeterProvider::builder()
             .with_resource(resource)
-            .with_reader(exporter)
-            .build();
+            .with_reader(exporter);
+        if let Some(otlp) = otlp {
+            builder = builder.with_reader(otlp);
+        }
+        let provider = builder.build();
         let meter = provider.meter("healthgate");
         let recorder = Arc::new(Recorder::new(&meter));
+        meter
+            .u64_observable_counter("healthgate.telemetry.dropped")
+            .with_description("Telemetry that could not be delivered (data points of failed OTLP exports), by signal.")
+            .with_callback(move |o| {
+                o.observe(dropped.metrics.load(Ordering::Relaxed), &[KeyValue::new("signal", "metrics")]);
+            })
+            .build();
         Ok(Self {
             provider,
             registry,
@@ -101,9 +119,22 @@ impl Metrics {
         out
     }
 
-    /// The provider, for readers added later and for shutdown.
-    pub fn provider(&self) -> &SdkMeterProvider {
-        &self.provider
+    /// Flushes and stops the exporters within `budget`. The SDK's shutdown
+    /// blocks, so it runs on the blocking pool (it hangs if called on a
+    /// runtime worker: opentelemetry-rust#2583).
+    pub async fn shutdown(&self, budget: std::time::Duration) {
+        let provider = self.provider.clone();
+        match tokio::time::timeout(
+            budget,
+            tokio::task::spawn_blocking(move || provider.shutdown()),
+        )
+        .await
+        {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::debug!(%error, "metrics shutdown"),
+            Ok(Err(error)) => tracing::debug!(%error, "metrics shutdown task"),
+            Err(_) => tracing::warn!(?budget, "metrics did not flush in time"),
+        }
     }
 }
 

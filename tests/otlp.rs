@@ -1,0 +1,341 @@
+//! OTLP export from the real binary to a real receiver (generated from the
+//! official protos by `opentelemetry-proto`), over gRPC and http/protobuf.
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
+use prost::Message;
+use support::*;
+use tokio::net::TcpListener;
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// Every export request the receiver got.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<ExportMetricsServiceRequest>>>);
+
+#[tonic::async_trait]
+impl MetricsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+async fn grpc_receiver() -> (SocketAddr, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let service = MetricsServiceServer::new(received.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (addr, received)
+}
+
+/// An OTLP/HTTP receiver: decodes `POST /v1/metrics` protobuf bodies.
+async fn http_receiver() -> (SocketAddr, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let store = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let store = store.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let store = store.clone();
+                    async move {
+                        assert_eq!(req.uri().path(), "/v1/metrics");
+                        assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        store
+                            .0
+                            .lock()
+                            .unwrap()
+                            .push(ExportMetricsServiceRequest::decode(body).unwrap());
+                        let reply = ExportMetricsServiceResponse::default().encode_to_vec();
+                        let mut response = http::Response::new(Full::new(Bytes::from(reply)));
+                        response
+                            .headers_mut()
+                            .insert("content-type", "application/x-protobuf".parse().unwrap());
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, received)
+}
+
+fn string(v: &Option<AnyValue>) -> Option<String> {
+    match v.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
+    kvs.iter()
+        .filter_map(|kv| Some((kv.key.clone(), string(&kv.value)?)))
+        .collect()
+}
+
+fn number(point: &Option<number_data_point::Value>) -> f64 {
+    match point {
+        Some(number_data_point::Value::AsDouble(d)) => *d,
+        Some(number_data_point::Value::AsInt(i)) => *i as f64,
+        None => f64::NAN,
+    }
+}
+
+/// The metrics of the latest export, by name.
+fn latest(received: &Received) -> Option<(HashMap<String, String>, HashMap<String, Metric>)> {
+    let requests = received.0.lock().unwrap();
+    let last = requests.last()?;
+    let rm = last.resource_metrics.first()?;
+    let resource = attrs(&rm.resource.as_ref()?.attributes);
+    let metrics = rm
+        .scope_metrics
+        .iter()
+        .flat_map(|s| s.metrics.iter().cloned())
+        .map(|m| (m.name.clone(), m))
+        .collect();
+    Some((resource, metrics))
+}
+
+/// Sum or gauge value of `metric` at the point whose attributes include `want`.
+fn point(metric: &Metric, want: &[(&str, &str)]) -> Option<f64> {
+    let points = match metric.data.as_ref()? {
+        metric::Data::Sum(s) => &s.data_points,
+        metric::Data::Gauge(g) => &g.data_points,
+        _ => return None,
+    };
+    points
+        .iter()
+        .find(|p| {
+            let a = attrs(&p.attributes);
+            want.iter()
+                .all(|(k, v)| a.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|p| number(&p.value))
+}
+
+fn config(otlp: &str, ok: &TestServer, bad: &TestServer) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[telemetry]\nservice_name = \"checkout\"\n[telemetry.otlp]\n{otlp}\ninterval = \"200ms\"\n\
+         [defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
+         [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n\
+         [[checks]]\nname = \"legacy\"\ntype = \"http\"\nurl = \"{}\"\ncritical = false\n",
+        ok.url("/ok"),
+        bad.url("/status/503")
+    )
+}
+
+async fn assert_delivers(received: &Received, ok: &TestServer, gw: &Gateway) {
+    eventually(WITHIN, "an export with failing runs", || async {
+        latest(received).is_some_and(|(_, m)| {
+            m.get("healthgate.check.runs")
+                .and_then(|r| point(r, &[("check", "legacy"), ("category", "status_mismatch")]))
+                .is_some()
+        })
+    })
+    .await;
+    let (resource, metrics) = latest(received).unwrap();
+    assert_eq!(resource["service.name"], "checkout");
+    assert!(
+        resource.contains_key("service.instance.id") && resource.contains_key("host.name"),
+        "{resource:?}"
+    );
+
+    let runs = &metrics["healthgate.check.runs"];
+    let Some(metric::Data::Sum(sum)) = &runs.data else {
+        panic!("runs is not a sum: {runs:?}")
+    };
+    assert!(sum.is_monotonic);
+    assert_eq!(sum.aggregation_temporality, 2, "cumulative");
+    let api_runs = point(
+        runs,
+        &[("check", "api"), ("type", "http"), ("result", "pass")],
+    )
+    .unwrap();
+    let served = ok.counters.requests.load(Ordering::SeqCst) as f64;
+    assert!(
+        api_runs >= 1.0 && api_runs <= served,
+        "exported {api_runs} runs, target served {served}"
+    );
+
+    let duration = &metrics["healthgate.check.duration"];
+    assert_eq!(duration.unit, "s");
+    assert!(matches!(duration.data, Some(metric::Data::Histogram(_))));
+    assert_eq!(
+        point(&metrics["healthgate.check.up"], &[("check", "api")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        point(
+            &metrics["healthgate.check.status"],
+            &[("check", "legacy"), ("status", "warn")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        point(
+            &metrics["healthgate.http.status_code"],
+            &[("check", "legacy")]
+        ),
+        Some(503.0)
+    );
+    assert_eq!(point(&metrics["healthgate.ready"], &[]), Some(1.0));
+    assert_eq!(
+        point(
+            &metrics["healthgate.build.info"],
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        point(
+            &metrics["healthgate.telemetry.dropped"],
+            &[("signal", "metrics")]
+        ),
+        Some(0.0)
+    );
+
+    // The same model scraped: the counter there is at least what was pushed.
+    let (_, _, text) = get(gw.addr, "/metrics").await;
+    let scraped: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with("healthgate_check_runs_total{")
+                && l.contains("check=\"api\"")
+                && l.contains("result=\"pass\"")
+        })
+        .and_then(|l| l.rsplit_once(' '))
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap();
+    assert!(
+        scraped >= api_runs,
+        "/metrics says {scraped}, OTLP said {api_runs}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_arrive_over_grpc() {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, received) = grpc_receiver().await;
+    let gw = start_gateway(&config(
+        &format!("endpoint = \"http://{addr}\"\nprotocol = \"grpc\""),
+        &ok,
+        &bad,
+    ))
+    .await;
+    assert_delivers(&received, &ok, &gw).await;
+}
+
+#[tokio::test]
+async fn metrics_arrive_over_http_protobuf() {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, received) = http_receiver().await;
+    let gw = start_gateway(&config(
+        &format!("endpoint = \"http://{addr}\"\nprotocol = \"http/protobuf\""),
+        &ok,
+        &bad,
+    ))
+    .await;
+    assert_delivers(&received, &ok, &gw).await;
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn assert_unaffected(otlp: &str) {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let gw = start_gateway(&config(otlp, &ok, &bad)).await;
+    let addr = gw.addr;
+    eventually(WITHIN, "ready", || async {
+        get(addr, "/readyz").await.0 == http::StatusCode::OK
+    })
+    .await;
+    let pid = gw.child.id().unwrap();
+    let rss_before = rss_kib(pid);
+    let runs_before = ok.counters.requests.load(Ordering::SeqCst);
+    let window = tokio::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    // Two seconds of /readyz while exports fail every 200 ms.
+    while window.elapsed() < Duration::from_secs(2) {
+        let started = tokio::time::Instant::now();
+        assert_eq!(get(addr, "/readyz").await.0, http::StatusCode::OK);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let runs = ok.counters.requests.load(Ordering::SeqCst) - runs_before;
+    // interval 100 ms over 2 s: 20 runs on schedule; allow for start-up jitter.
+    assert!(
+        runs >= 17,
+        "only {runs} runs in 2 s with the collector failing"
+    );
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest /readyz took {slowest:?}"
+    );
+    let growth = rss_kib(pid).saturating_sub(rss_before);
+    assert!(growth < 16 * 1024, "RSS grew by {growth} KiB");
+    eventually(WITHIN, "drops counted", || async {
+        let text = get(addr, "/metrics").await.2;
+        text.lines().any(|l| {
+            l.starts_with("healthgate_telemetry_dropped_total{signal=\"metrics\"}")
+                && !l.ends_with(" 0")
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_collector_that_refuses_is_not_in_the_way() {
+    let (port, _held) = refusing_port();
+    assert_unaffected(&format!(
+        "endpoint = \"http://{port}\"\nprotocol = \"grpc\"\ntimeout = \"500ms\""
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_collector_that_never_answers_is_not_in_the_way() {
+    let (addr, _held) = silent_listener().await;
+    assert_unaffected(&format!(
+        "endpoint = \"http://{addr}\"\nprotocol = \"http/protobuf\"\ntimeout = \"500ms\""
+    ))
+    .await;
+}
