@@ -51,14 +51,18 @@ pub async fn run(
     let listener = server::bind(config.server.listen).await?;
     let dropped = Arc::new(telemetry::otlp::Dropped::default());
     let otlp = telemetry::otlp::metric_reader(&config.telemetry.otlp, dropped.clone())?;
-    let metrics = Metrics::new(
-        telemetry::resource::resource(&config.telemetry),
-        otlp,
-        dropped,
-    )?;
+    let resource = telemetry::resource::resource(&config.telemetry);
+    let traces =
+        telemetry::traces::Traces::new(&config.telemetry, resource.clone(), dropped.clone())?
+            .map(Arc::new);
+    let metrics = Metrics::new(resource, otlp, dropped)?;
+    let observers = Arc::new(telemetry::Observers {
+        metrics: metrics.observer(),
+        traces: traces.clone(),
+    });
     // Watch before announcing: an edit made once we say we serve is never missed.
     let mut reloader = Reloader::new(path, text, &config.reload);
-    let mut engine = Engine::start(&config.checks, metrics.observer());
+    let mut engine = Engine::start(&config.checks, observers);
     metrics.watch(engine.published());
     let metrics = Arc::new(metrics);
     let render: server::RenderMetrics = {
@@ -90,6 +94,9 @@ pub async fn run(
     }
     server.stop(current.server.shutdown_timeout).await;
     metrics.shutdown(TELEMETRY_FLUSH_BUDGET).await;
+    if let Some(traces) = traces {
+        traces.shutdown(TELEMETRY_FLUSH_BUDGET).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,8 +18,15 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use support::*;
 use tokio::net::TcpListener;
@@ -28,7 +35,21 @@ const WITHIN: Duration = Duration::from_secs(20);
 
 /// Every export request the receiver got.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<ExportMetricsServiceRequest>>>);
+struct Received {
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.traces.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
 
 #[tonic::async_trait]
 impl MetricsService for Received {
@@ -36,7 +57,7 @@ impl MetricsService for Received {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0.lock().unwrap().push(request.into_inner());
+        self.metrics.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -45,10 +66,10 @@ async fn grpc_receiver() -> (SocketAddr, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = Received::default();
-    let service = MetricsServiceServer::new(received.clone());
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(service)
+            .add_service(MetricsServiceServer::new(received.clone()))
+            .add_service(TraceServiceServer::new(received.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     (addr, received)
@@ -70,14 +91,22 @@ async fn http_receiver() -> (SocketAddr, Received) {
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let store = store.clone();
                     async move {
-                        assert_eq!(req.uri().path(), "/v1/metrics");
                         assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                        let path = req.uri().path().to_owned();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
-                        store
-                            .0
-                            .lock()
-                            .unwrap()
-                            .push(ExportMetricsServiceRequest::decode(body).unwrap());
+                        match path.as_str() {
+                            "/v1/metrics" => store
+                                .metrics
+                                .lock()
+                                .unwrap()
+                                .push(ExportMetricsServiceRequest::decode(body).unwrap()),
+                            "/v1/traces" => store
+                                .traces
+                                .lock()
+                                .unwrap()
+                                .push(ExportTraceServiceRequest::decode(body).unwrap()),
+                            other => panic!("unexpected OTLP path {other}"),
+                        }
                         let reply = ExportMetricsServiceResponse::default().encode_to_vec();
                         let mut response = http::Response::new(Full::new(Bytes::from(reply)));
                         response
@@ -104,7 +133,39 @@ fn string(v: &Option<AnyValue>) -> Option<String> {
 
 fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
     kvs.iter()
-        .filter_map(|kv| Some((kv.key.clone(), string(&kv.value)?)))
+        .filter_map(|kv| {
+            let value = match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::IntValue(i) => i.to_string(),
+                _ => string(&kv.value)?,
+            };
+            Some((kv.key.clone(), value))
+        })
+        .collect()
+}
+
+/// Every span received so far.
+fn spans(received: &Received) -> Vec<Span> {
+    received
+        .traces
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.resource_spans.iter())
+        .flat_map(|rs| rs.scope_spans.iter())
+        .flat_map(|ss| ss.spans.iter().cloned())
+        .collect()
+}
+
+fn probe_spans(received: &Received, check: &str) -> Vec<Span> {
+    spans(received)
+        .into_iter()
+        .filter(|s| {
+            s.name == "healthgate.probe"
+                && attrs(&s.attributes)
+                    .get("healthgate.check.name")
+                    .map(String::as_str)
+                    == Some(check)
+        })
         .collect()
 }
 
@@ -118,7 +179,7 @@ fn number(point: &Option<number_data_point::Value>) -> f64 {
 
 /// The metrics of the latest export, by name.
 fn latest(received: &Received) -> Option<(HashMap<String, String>, HashMap<String, Metric>)> {
-    let requests = received.0.lock().unwrap();
+    let requests = received.metrics.lock().unwrap();
     let last = requests.last()?;
     let rm = last.resource_metrics.first()?;
     let resource = attrs(&rm.resource.as_ref()?.attributes);
@@ -338,4 +399,138 @@ async fn a_collector_that_never_answers_is_not_in_the_way() {
         "endpoint = \"http://{addr}\"\nprotocol = \"http/protobuf\"\ntimeout = \"500ms\""
     ))
     .await;
+}
+
+fn trace_config(otlp: &str, traces: &str, ok: &TestServer, bad: &TestServer) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[telemetry.otlp]\n{otlp}\ninterval = \"200ms\"\n[telemetry.traces]\n{traces}\n\
+         [defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
+         [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n\
+         [[checks]]\nname = \"legacy\"\ntype = \"http\"\nurl = \"http://user:secret@{}/status/503?token=abc\"\ncritical = false\n",
+        ok.url("/ok"),
+        bad.addr
+    )
+}
+
+#[tokio::test]
+async fn probe_runs_and_reloads_arrive_as_spans_over_grpc() {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, received) = grpc_receiver().await;
+    let gw = start_gateway(&trace_config(
+        &format!("endpoint = \"http://{addr}\""),
+        "",
+        &ok,
+        &bad,
+    ))
+    .await;
+    eventually(WITHIN, "legacy probe spans", || {
+        std::future::ready(!probe_spans(&received, "legacy").is_empty())
+    })
+    .await;
+    let span = probe_spans(&received, "legacy").remove(0);
+    let a = attrs(&span.attributes);
+    assert_eq!(a["server.address"], "127.0.0.1");
+    assert_eq!(a["server.port"], bad.addr.port().to_string());
+    assert_eq!(
+        a["url.full"],
+        format!(
+            "http://127.0.0.1:{}/status/503?token=REDACTED",
+            bad.addr.port()
+        )
+    );
+    assert_eq!(a["http.request.method"], "GET");
+    assert_eq!(a["http.response.status_code"], "503");
+    assert_eq!(a["error.type"], "status_mismatch");
+    assert_eq!(a["healthgate.check.result"], "fail");
+    assert_eq!(span.kind, 3, "client span");
+    assert_eq!(span.status.as_ref().unwrap().code, 2, "error status");
+    assert!(
+        !format!("{:?}", spans(&received)).contains("secret"),
+        "a credential reached a span"
+    );
+
+    // Phases are children of the probe span, within it in time.
+    let children = |r: &Received| -> Vec<Span> {
+        spans(r)
+            .into_iter()
+            .filter(|s| s.parent_span_id == span.span_id)
+            .collect()
+    };
+    eventually(WITHIN, "phase spans", || {
+        std::future::ready(children(&received).len() == 2)
+    })
+    .await;
+    let kids = children(&received);
+    let mut names: Vec<&str> = kids.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["connect", "first_byte"],
+        "an IP target has no dns phase"
+    );
+    for child in &kids {
+        assert_eq!(child.trace_id, span.trace_id);
+        assert!(child.start_time_unix_nano >= span.start_time_unix_nano);
+        assert!(child.end_time_unix_nano <= span.end_time_unix_nano);
+    }
+
+    gw.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(WITHIN, "a reload span", || {
+        std::future::ready(spans(&received).iter().any(|s| {
+            s.name == "healthgate.config.reload"
+                && attrs(&s.attributes)
+                    .get("healthgate.reload.result")
+                    .map(String::as_str)
+                    == Some("success")
+        }))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_failures_and_transitions_are_traced_when_asked() {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, received) = grpc_receiver().await;
+    let _gw = start_gateway(&trace_config(
+        &format!("endpoint = \"http://{addr}\""),
+        "only_failures_and_transitions = true",
+        &ok,
+        &bad,
+    ))
+    .await;
+    eventually(WITHIN, "five failed runs traced", || {
+        std::future::ready(probe_spans(&received, "legacy").len() >= 5)
+    })
+    .await;
+    let served = ok.counters.requests.load(Ordering::SeqCst);
+    assert!(served >= 3, "api ran {served} times");
+    let api = probe_spans(&received, "api");
+    assert_eq!(
+        api.len(),
+        1,
+        "only api's starting->pass transition is traced"
+    );
+    assert_eq!(
+        attrs(&api[0].attributes)["healthgate.check.transition"],
+        "starting->pass"
+    );
+}
+
+#[tokio::test]
+async fn spans_arrive_over_http_protobuf() {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, received) = http_receiver().await;
+    let _gw = start_gateway(&trace_config(
+        &format!("endpoint = \"http://{addr}\"\nprotocol = \"http/protobuf\""),
+        "",
+        &ok,
+        &bad,
+    ))
+    .await;
+    eventually(WITHIN, "api probe spans", || {
+        std::future::ready(!probe_spans(&received, "api").is_empty())
+    })
+    .await;
+    let span = probe_spans(&received, "api").remove(0);
+    assert_eq!(attrs(&span.attributes)["http.response.status_code"], "200");
 }

@@ -79,16 +79,51 @@ fn default_debounce() -> Duration {
 }
 
 /// `[telemetry]`: how healthgate describes itself to metrics and traces.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySection {
     /// `service.name` of the resource: the service healthgate guards.
     /// `OTEL_SERVICE_NAME` wins over it; default `healthgate`. Changing it needs a restart.
     #[serde(default)]
     pub service_name: Option<String>,
-    /// `[telemetry.otlp]`: pushing metrics to an OpenTelemetry collector.
+    /// `[telemetry.otlp]`: pushing metrics and traces to an OpenTelemetry collector.
     #[serde(default)]
     pub otlp: OtlpSection,
+    /// `[telemetry.traces]`: a span per probe run, over the same OTLP settings.
+    #[serde(default)]
+    pub traces: TracesSection,
+}
+
+/// `[telemetry.traces]`: which probe runs become spans. Traces are exported
+/// when OTLP is enabled (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesSection {
+    /// Export traces at all. Default `true`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Fraction of probe runs traced, 0.0 to 1.0. Default `1.0`.
+    #[serde(default = "one_f64")]
+    pub sample_ratio: f64,
+    /// Trace only failed runs and runs that changed a status (then
+    /// `sample_ratio` is not applied): a probe every second makes many spans.
+    /// Default `false`.
+    #[serde(default)]
+    pub only_failures_and_transitions: bool,
+}
+
+impl Default for TracesSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sample_ratio: 1.0,
+            only_failures_and_transitions: false,
+        }
+    }
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 /// `[telemetry.otlp]`: OTLP export. Enabled when `endpoint` is set here or

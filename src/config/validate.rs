@@ -70,6 +70,13 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     }
     if let Some(t) = &telemetry {
         v.otlp(&t.otlp);
+        if !(0.0..=1.0).contains(&t.traces.sample_ratio) {
+            v.push(
+                None,
+                "telemetry.traces.sample_ratio",
+                "must be between 0.0 and 1.0".into(),
+            );
+        }
     }
     match (server, reload, telemetry, defaults) {
         (Some(server), Some(reload), Some(telemetry), Some(_)) if v.problems.is_empty() => {

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-use super::{BoxFuture, Category, Outcome, Probe, net, tls};
+use super::{BoxFuture, Category, Outcome, Phase, Probe, Target, Timer, net, tls};
 use crate::config::HttpSpec;
 
 const MAX_REDIRECTS: usize = 10;
@@ -27,6 +27,7 @@ const USER_AGENT_VALUE: &str = concat!("healthgate/", env!("CARGO_PKG_VERSION"))
 pub struct HttpProbe {
     spec: HttpSpec,
     tls: Result<Arc<ClientConfig>, String>,
+    target: Arc<Target>,
     /// The kept connection with `reuse_connection`, and the origin it belongs to.
     pooled: Mutex<Option<(String, Conn)>>,
 }
@@ -52,18 +53,31 @@ impl HttpProbe {
     /// A probe for `spec`; its TLS config is built here, once.
     pub fn new(spec: HttpSpec) -> Self {
         let tls = tls::client_config(&spec.tls);
+        let https = spec.url.scheme_str() == Some("https");
+        let target = Arc::new(Target {
+            address: spec
+                .url
+                .host()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned(),
+            port: spec.url.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            url: Some(redacted(&spec.url)),
+            method: Some(spec.method.to_string()),
+        });
         Self {
             spec,
             tls,
+            target,
             pooled: Mutex::new(None),
         }
     }
 
-    async fn run(&self, deadline: Instant) -> Outcome {
+    async fn run(&self, deadline: Instant, phases: &mut Vec<Phase>) -> Outcome {
         let mut uri = self.spec.url.clone();
         let mut same_origin = true;
         for _ in 0..=MAX_REDIRECTS {
-            let answer = match self.exchange(&uri, same_origin, deadline).await {
+            let answer = match self.exchange(&uri, same_origin, deadline, phases).await {
                 Ok(answer) => answer,
                 Err(outcome) => return outcome,
             };
@@ -90,26 +104,30 @@ impl HttpProbe {
         uri: &Uri,
         credentials: bool,
         deadline: Instant,
+        phases: &mut Vec<Phase>,
     ) -> Result<Answer, Outcome> {
         let target = origin(uri);
         let pooled = self.take_pooled(&target);
         let was_pooled = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => self.open(uri, deadline).await?,
+            None => self.open(uri, deadline, phases).await?,
         };
-        let mut response = match self
+        let timer = Timer::start();
+        let sent = self
             .send(&mut conn, uri, credentials, deadline, &target)
-            .await
-        {
+            .await;
+        let response = match sent {
             // A kept connection the server closed while idle: one retry on a fresh one.
             Err(outcome) if was_pooled && outcome.failure == Some(Category::Protocol) => {
-                conn = self.open(uri, deadline).await?;
+                conn = self.open(uri, deadline, phases).await?;
                 self.send(&mut conn, uri, credentials, deadline, &target)
-                    .await?
+                    .await
             }
-            other => other?,
+            other => other,
         };
+        phases.push(timer.finish("first_byte"));
+        let mut response = response?;
         let status = response.status();
         let location = response
             .headers_mut()
@@ -179,14 +197,22 @@ impl HttpProbe {
 
     /// Connects (TCP, then TLS for https) and hands the socket to hyper. The
     /// connection task ends with the run (or, kept, when the `Conn` is dropped).
-    async fn open(&self, uri: &Uri, deadline: Instant) -> Result<Conn, Outcome> {
+    async fn open(
+        &self,
+        uri: &Uri,
+        deadline: Instant,
+        phases: &mut Vec<Phase>,
+    ) -> Result<Conn, Outcome> {
         let https = uri.scheme_str() == Some("https");
         let host = uri.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tcp = net::connect(host, port, deadline).await?;
+        let tcp = net::connect(host, port, deadline, phases).await?;
         let io: Box<dyn Io> = if https {
-            Box::new(self.handshake(tcp, host, port, deadline).await?)
+            let timer = Timer::start();
+            let tls = self.handshake(tcp, host, port, deadline).await;
+            phases.push(timer.finish("tls"));
+            Box::new(tls?)
         } else {
             Box::new(tcp)
         };
@@ -357,7 +383,13 @@ impl HttpProbe {
 
 impl Probe for HttpProbe {
     fn check(&self, deadline: Instant) -> BoxFuture<'_, Outcome> {
-        Box::pin(self.run(deadline))
+        Box::pin(async move {
+            let mut phases = Vec::with_capacity(4);
+            let mut outcome = self.run(deadline, &mut phases).await;
+            outcome.phases = phases;
+            outcome.target = Some(self.target.clone());
+            outcome
+        })
     }
 }
 
@@ -369,6 +401,25 @@ fn origin(uri: &Uri) -> String {
     match uri.port_u16() {
         Some(port) => format!("{scheme}://{host}:{port}"),
         None => format!("{scheme}://{host}"),
+    }
+}
+
+/// The URL for traces: no userinfo (validation removed it) and every query
+/// value replaced, since query strings often carry tokens.
+fn redacted(uri: &Uri) -> String {
+    let base = format!("{}{}", origin(uri), uri.path());
+    match uri.query() {
+        None => base,
+        Some(query) => {
+            let keys: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) => format!("{key}=REDACTED"),
+                    None => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", keys.join("&"))
+        }
     }
 }
 
@@ -396,6 +447,12 @@ fn resolve(base: &Uri, location: &str) -> Option<Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_urls_redact_query_values() {
+        let uri: Uri = "https://a.test:8443/h?token=s3cret&x".parse().unwrap();
+        assert_eq!(redacted(&uri), "https://a.test:8443/h?token=REDACTED&x");
+    }
 
     #[test]
     fn locations_resolve_against_the_base() {

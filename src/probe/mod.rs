@@ -10,7 +10,7 @@ mod tls;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -115,6 +115,55 @@ pub struct Outcome {
     pub duration: Duration,
     /// The HTTP status of the last response, for http checks that got one.
     pub http_status: Option<u16>,
+    /// When the run started (wall clock, for traces).
+    pub started_at: SystemTime,
+    /// The timed phases of the run (dns, connect, tls, first_byte), in order.
+    pub phases: Vec<Phase>,
+    /// What the run talked to, for traces; never holds a secret.
+    pub target: Option<Arc<Target>>,
+}
+
+/// One timed phase of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase {
+    /// `dns`, `connect`, `tls` or `first_byte`.
+    pub name: &'static str,
+    /// When it started.
+    pub start: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Times one phase: `Timer::start()`, then `finish(name)`.
+pub struct Timer(SystemTime, Instant);
+
+impl Timer {
+    /// Starts timing now.
+    pub fn start() -> Self {
+        Self(SystemTime::now(), Instant::now())
+    }
+
+    /// The phase, ending now.
+    pub fn finish(self, name: &'static str) -> Phase {
+        Phase {
+            name,
+            start: self.0,
+            duration: self.1.elapsed(),
+        }
+    }
+}
+
+/// What a probe talks to, as OpenTelemetry's semantic conventions name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `server.address`: host name or IP.
+    pub address: String,
+    /// `server.port`.
+    pub port: u16,
+    /// `url.full`, without userinfo and with query values redacted.
+    pub url: Option<String>,
+    /// `http.request.method`.
+    pub method: Option<String>,
 }
 
 impl Outcome {
@@ -125,6 +174,9 @@ impl Outcome {
             message: one_line(message.into()),
             duration: Duration::ZERO,
             http_status: None,
+            started_at: SystemTime::UNIX_EPOCH,
+            phases: Vec::new(),
+            target: None,
         }
     }
 
@@ -135,6 +187,9 @@ impl Outcome {
             message: one_line(message.into()),
             duration: Duration::ZERO,
             http_status: None,
+            started_at: SystemTime::UNIX_EPOCH,
+            phases: Vec::new(),
+            target: None,
         }
     }
 
@@ -192,6 +247,7 @@ const SAFETY_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs `probe` once within `timeout`, measuring its duration.
 pub async fn run(probe: &dyn Probe, timeout: Duration) -> Outcome {
+    let started_at = SystemTime::now();
     let start = Instant::now();
     let deadline = start + timeout;
     let mut outcome =
@@ -203,6 +259,7 @@ pub async fn run(probe: &dyn Probe, timeout: Duration) -> Outcome {
             ),
         };
     outcome.duration = start.elapsed();
+    outcome.started_at = started_at;
     outcome
 }
 

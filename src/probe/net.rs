@@ -7,28 +7,50 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Category, Outcome};
+use super::{Category, Outcome, Phase, Timer};
 
-/// Resolves `host:port` and connects to the first address that accepts.
-pub async fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Outcome> {
+/// Resolves `host:port` and connects to the first address that accepts,
+/// timing the `dns` (for names) and `connect` phases into `phases`.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+    phases: &mut Vec<Phase>,
+) -> Result<TcpStream, Outcome> {
     let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
-            Err(_) => {
-                return Err(Outcome::fail(
-                    Category::Dns,
-                    format!("resolving {host} timed out"),
-                ));
+        Err(_) => {
+            let timer = Timer::start();
+            let resolved = timeout_at(deadline, tokio::net::lookup_host((host, port))).await;
+            phases.push(timer.finish("dns"));
+            match resolved {
+                Err(_) => {
+                    return Err(Outcome::fail(
+                        Category::Dns,
+                        format!("resolving {host} timed out"),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    return Err(Outcome::fail(
+                        Category::Dns,
+                        format!("cannot resolve {host}: {e}"),
+                    ));
+                }
+                Ok(Ok(addrs)) => addrs.collect(),
             }
-            Ok(Err(e)) => {
-                return Err(Outcome::fail(
-                    Category::Dns,
-                    format!("cannot resolve {host}: {e}"),
-                ));
-            }
-            Ok(Ok(addrs)) => addrs.collect(),
-        },
+        }
     };
+    let timer = Timer::start();
+    let connected = connect_any(host, addrs, deadline).await;
+    phases.push(timer.finish("connect"));
+    connected
+}
+
+async fn connect_any(
+    host: &str,
+    addrs: Vec<SocketAddr>,
+    deadline: Instant,
+) -> Result<TcpStream, Outcome> {
     let mut last = Outcome::fail(Category::Dns, format!("{host} resolved to no address"));
     for addr in addrs {
         match timeout_at(deadline, TcpStream::connect(addr)).await {

@@ -39,6 +39,9 @@ pub type ProbeFactory = Box<dyn Fn(&Check) -> Arc<dyn Probe> + Send + Sync>;
 pub trait Observer: Send + Sync + 'static {
     /// `check` is the view after the result; `transition` is set if its status changed.
     fn on_result(&self, check: &CheckView, outcome: &Outcome, transition: Option<Transition>);
+
+    /// A reload attempt, applied or rejected.
+    fn on_reload(&self, _record: &ReloadRecord) {}
 }
 
 /// Observes nothing.
@@ -292,9 +295,13 @@ async fn collect(
                 }
                 Message::Reconfigure(slots, record) => {
                     health.reconfigure(&slots, Instant::now());
+                    observer.on_reload(&record);
                     health.record_reload(record);
                 }
-                Message::Reloaded(record) => health.record_reload(record),
+                Message::Reloaded(record) => {
+                    observer.on_reload(&record);
+                    health.record_reload(record);
+                }
             }
         }
         published.store(Arc::new(health.snapshot()));

@@ -88,9 +88,19 @@ impl Metrics {
         let recorder = Arc::new(Recorder::new(&meter));
         meter
             .u64_observable_counter("healthgate.telemetry.dropped")
-            .with_description("Telemetry that could not be delivered (data points of failed OTLP exports), by signal.")
+            .with_description(
+                "Telemetry that could not be delivered, by signal: data points of failed OTLP \
+                 exports (metrics), spans of failed exports or refused by a full queue (spans).",
+            )
             .with_callback(move |o| {
-                o.observe(dropped.metrics.load(Ordering::Relaxed), &[KeyValue::new("signal", "metrics")]);
+                o.observe(
+                    dropped.metrics.load(Ordering::Relaxed),
+                    &[KeyValue::new("signal", "metrics")],
+                );
+                o.observe(
+                    dropped.spans.load(Ordering::Relaxed),
+                    &[KeyValue::new("signal", "spans")],
+                );
             })
             .build();
         Ok(Self {

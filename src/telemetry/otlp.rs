@@ -42,14 +42,17 @@ pub struct OtlpError(String);
 pub struct Dropped {
     /// Metric data points in failed exports.
     pub metrics: AtomicU64,
+    /// Spans in failed exports, or refused because the export queue was full.
+    pub spans: AtomicU64,
 }
 
-/// Whether OTLP export is configured, in the file or the environment.
-pub fn enabled(settings: &OtlpSection) -> bool {
+/// Whether OTLP export of `signal` (`METRICS`, `TRACES`) is configured, in
+/// the file or the environment.
+pub fn enabled(settings: &OtlpSection, signal: &str) -> bool {
     settings.endpoint.is_some()
         || [
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"),
         ]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
@@ -61,7 +64,7 @@ pub fn metric_reader(
     settings: &OtlpSection,
     dropped: Arc<Dropped>,
 ) -> Result<Option<PeriodicReader<Counted>>, OtlpError> {
-    if !enabled(settings) {
+    if !enabled(settings, "METRICS") {
         return Ok(None);
     }
     let exporter = Counted {
@@ -83,7 +86,8 @@ pub fn metric_reader(
     ))
 }
 
-fn protocol(settings: &OtlpSection) -> OtlpProtocol {
+/// The configured transport: the file, else the environment, else gRPC.
+pub fn protocol(settings: &OtlpSection) -> OtlpProtocol {
     settings.protocol.unwrap_or_else(|| {
         let env = std::env::var("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
             .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
@@ -114,75 +118,107 @@ fn temporality(settings: &OtlpSection) -> Temporality {
 }
 
 fn metric_exporter(settings: &OtlpSection) -> Result<MetricExporter, OtlpError> {
-    let error = |e: &dyn std::fmt::Display| OtlpError(e.to_string());
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| OtlpError(format!("{}: {e}", path.display())))
-    };
-    match protocol(settings) {
+    let built = match protocol(settings) {
         OtlpProtocol::Grpc => {
-            let mut builder = MetricExporter::builder()
+            let builder = MetricExporter::builder()
                 .with_tonic()
                 .with_temporality(temporality(settings));
-            if let Some(endpoint) = &settings.endpoint {
-                builder = builder.with_endpoint(endpoint.clone());
-            }
-            if let Some(timeout) = settings.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            if !settings.headers.is_empty() {
-                let headers: http::HeaderMap = settings
-                    .headers
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        Some((k.parse::<http::HeaderName>().ok()?, v.parse().ok()?))
-                    })
-                    .collect();
-                builder =
-                    builder.with_metadata(tonic::metadata::MetadataMap::from_headers(headers));
-            }
-            let tls = &settings.tls;
-            let https = settings
-                .endpoint
-                .as_deref()
-                .is_some_and(|e| e.starts_with("https://"));
-            if https || tls.ca_file.is_some() || tls.cert_file.is_some() {
-                let mut config = tonic::transport::ClientTlsConfig::new();
-                config = match &tls.ca_file {
-                    Some(ca) => {
-                        config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?))
-                    }
-                    None => config.with_webpki_roots(),
-                };
-                if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-                    config = config.identity(tonic::transport::Identity::from_pem(
-                        read(cert)?,
-                        read(key)?,
-                    ));
-                }
-                builder = builder.with_tls_config(config);
-            }
-            builder.build().map_err(|e| error(&e))
+            tonic_setup(builder, settings)?.build()
         }
         OtlpProtocol::HttpProtobuf => {
-            let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            let client = SpawningClient::new(settings, timeout)?;
-            let mut builder = MetricExporter::builder()
+            let builder = MetricExporter::builder()
                 .with_http()
-                .with_temporality(temporality(settings))
-                .with_http_client(client)
-                .with_timeout(timeout);
-            if let Some(endpoint) = &settings.endpoint {
-                builder =
-                    builder.with_endpoint(format!("{}/v1/metrics", endpoint.trim_end_matches('/')));
-            }
-            if !settings.headers.is_empty() {
-                let headers: HashMap<String, String> =
-                    settings.headers.clone().into_iter().collect();
-                builder = builder.with_headers(headers);
-            }
-            builder.build().map_err(|e| error(&e))
+                .with_temporality(temporality(settings));
+            http_setup(builder, settings, "/v1/metrics")?.build()
         }
+    };
+    built.map_err(|e| OtlpError(e.to_string()))
+}
+
+/// The OTLP span exporter (for `traces`).
+pub fn span_exporter(
+    settings: &OtlpSection,
+) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
+    let built = match protocol(settings) {
+        OtlpProtocol::Grpc => tonic_setup(
+            opentelemetry_otlp::SpanExporter::builder().with_tonic(),
+            settings,
+        )?
+        .build(),
+        OtlpProtocol::HttpProtobuf => http_setup(
+            opentelemetry_otlp::SpanExporter::builder().with_http(),
+            settings,
+            "/v1/traces",
+        )?
+        .build(),
+    };
+    built.map_err(|e| OtlpError(e.to_string()))
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, OtlpError> {
+    std::fs::read(path).map_err(|e| OtlpError(format!("{}: {e}", path.display())))
+}
+
+/// Endpoint, timeout, metadata and TLS of a gRPC exporter.
+fn tonic_setup<B: WithExportConfig + WithTonicConfig>(
+    mut builder: B,
+    settings: &OtlpSection,
+) -> Result<B, OtlpError> {
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
     }
+    if let Some(timeout) = settings.timeout {
+        builder = builder.with_timeout(timeout);
+    }
+    if !settings.headers.is_empty() {
+        let headers: http::HeaderMap = settings
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.parse::<http::HeaderName>().ok()?, v.parse().ok()?)))
+            .collect();
+        builder = builder.with_metadata(tonic::metadata::MetadataMap::from_headers(headers));
+    }
+    let tls = &settings.tls;
+    let https = settings
+        .endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("https://"));
+    if https || tls.ca_file.is_some() || tls.cert_file.is_some() {
+        let mut config = tonic::transport::ClientTlsConfig::new();
+        config = match &tls.ca_file {
+            Some(ca) => config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?)),
+            None => config.with_webpki_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            config = config.identity(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ));
+        }
+        builder = builder.with_tls_config(config);
+    }
+    Ok(builder)
+}
+
+/// Endpoint (`path` appended to the configured base), timeout, headers and
+/// the runtime-spawning client of an http/protobuf exporter.
+fn http_setup<B: WithExportConfig + WithHttpConfig>(
+    mut builder: B,
+    settings: &OtlpSection,
+    path: &str,
+) -> Result<B, OtlpError> {
+    let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    builder = builder
+        .with_http_client(SpawningClient::new(settings, timeout)?)
+        .with_timeout(timeout);
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(format!("{}{path}", endpoint.trim_end_matches('/')));
+    }
+    if !settings.headers.is_empty() {
+        let headers: HashMap<String, String> = settings.headers.clone().into_iter().collect();
+        builder = builder.with_headers(headers);
+    }
+    Ok(builder)
 }
 
 /// The OTLP exporter, counting what failed exports lose and logging failures
