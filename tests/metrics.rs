@@ -323,3 +323,27 @@ async fn promtool_accepts_the_exposition() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn https_checks_export_their_certificate_expiry() {
+    let pki = test_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let server = TestServer::start_with_tls(Some(pki.server)).await;
+    let gw = start_gateway(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\n\
+         [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n",
+        server.addr.port(),
+        ca.display()
+    ))
+    .await;
+    eventually(WITHIN, "the expiry gauge", || async {
+        value(
+            &scrape(&gw).await.1,
+            "healthgate_tls_cert_not_after_seconds",
+            &[("check", "secure")],
+        ) == Some(LEAF_NOT_AFTER as f64)
+    })
+    .await;
+}

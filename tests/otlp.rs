@@ -77,6 +77,11 @@ async fn grpc_receiver() -> (SocketAddr, Received) {
 
 /// An OTLP/HTTP receiver: decodes `POST /v1/metrics` protobuf bodies.
 async fn http_receiver() -> (SocketAddr, Received) {
+    https_receiver(None).await
+}
+
+/// The OTLP/HTTP receiver, over TLS when `tls` is given.
+async fn https_receiver(tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = Received::default();
@@ -115,10 +120,26 @@ async fn http_receiver() -> (SocketAddr, Received) {
                         Ok::<_, Infallible>(response)
                     }
                 });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let builder = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    }
+                    Some(config) => {
+                        if let Ok(stream) =
+                            tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                        {
+                            let _ = builder
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                }
+            });
         }
     });
     (addr, received)
@@ -533,4 +554,122 @@ async fn spans_arrive_over_http_protobuf() {
     .await;
     let span = probe_spans(&received, "api").remove(0);
     assert_eq!(attrs(&span.attributes)["http.response.status_code"], "200");
+}
+
+#[tokio::test]
+async fn the_standard_otel_variables_are_honoured() {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, received) = grpc_receiver().await;
+    // No endpoint in the file: the environment turns export on and names the service.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("healthgate.toml");
+    std::fs::write(
+        &path,
+        config("interval = \"200ms\"", &ok, &bad).replace(
+            "interval = \"200ms\"\ninterval = \"200ms\"",
+            "interval = \"200ms\"",
+        ),
+    )
+    .unwrap();
+    let endpoint = format!("http://{addr}");
+    let _gw = start_gateway_env(
+        dir,
+        &path,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", "from-env"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "k8s.pod.name=web-7d4b9,k8s.namespace.name=shop",
+            ),
+        ],
+    )
+    .await;
+    eventually(WITHIN, "an export", || {
+        std::future::ready(latest(&received).is_some())
+    })
+    .await;
+    let (resource, _) = latest(&received).unwrap();
+    assert_eq!(
+        resource["service.name"], "from-env",
+        "OTEL_SERVICE_NAME wins over the file"
+    );
+    assert_eq!(resource["k8s.pod.name"], "web-7d4b9");
+    assert_eq!(resource["k8s.namespace.name"], "shop");
+}
+
+#[tokio::test]
+async fn metrics_reach_a_tls_collector_with_a_client_certificate() {
+    let pki = test_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("ca.pem", &pki.ca_pem),
+        ("client.pem", &pki.client_cert_pem),
+        ("client-key.pem", &pki.client_key_pem),
+    ];
+    for (name, pem) in files {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, received) = https_receiver(Some(pki.server_mtls.clone())).await;
+    let tls = format!(
+        "endpoint = \"https://localhost:{}\"\nprotocol = \"http/protobuf\"\n[telemetry.otlp.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"",
+        addr.port(),
+        p("ca.pem"),
+        p("client.pem"),
+        p("client-key.pem")
+    );
+    // The [telemetry.otlp.tls] table must come after the otlp keys: put interval first.
+    let text = config(&tls, &ok, &bad).replace(
+        &format!("{tls}\ninterval = \"200ms\""),
+        &format!("interval = \"200ms\"\n{tls}"),
+    );
+    let gw = start_gateway(&text).await;
+    assert_delivers(&received, &ok, &gw).await;
+
+    // Without the client certificate the collector refuses: drops are counted.
+    let (addr, _received) = https_receiver(Some(pki.server_mtls)).await;
+    let tls = format!(
+        "endpoint = \"https://localhost:{}\"\nprotocol = \"http/protobuf\"\n[telemetry.otlp.tls]\nca_file = \"{}\"",
+        addr.port(),
+        p("ca.pem")
+    );
+    let text = config(&tls, &ok, &bad).replace(
+        &format!("{tls}\ninterval = \"200ms\""),
+        &format!("interval = \"200ms\"\n{tls}"),
+    );
+    let gw = start_gateway(&text).await;
+    let addr = gw.addr;
+    eventually(WITHIN, "drops counted", || async {
+        get(addr, "/metrics").await.2.lines().any(|l| {
+            l.starts_with("healthgate_telemetry_dropped_total{signal=\"metrics\"}")
+                && !l.ends_with(" 0")
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_with_a_hung_collector_is_bounded() {
+    let (ok, bad) = (TestServer::start().await, TestServer::start().await);
+    let (addr, _held) = silent_listener().await;
+    let mut gw = start_gateway(&config(
+        &format!("endpoint = \"http://{addr}\"\nprotocol = \"grpc\"\ntimeout = \"30s\""),
+        &ok,
+        &bad,
+    ))
+    .await;
+    let ready = gw.addr;
+    eventually(WITHIN, "ready", || async {
+        get(ready, "/readyz").await.0 == http::StatusCode::OK
+    })
+    .await;
+    gw.signal(nix::sys::signal::Signal::SIGTERM);
+    // The flush budget is 5 s for metrics and 5 s for traces, whatever the export timeout.
+    let status = tokio::time::timeout(Duration::from_secs(15), gw.child.wait())
+        .await
+        .expect("shutdown was not bounded")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }

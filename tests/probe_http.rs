@@ -304,6 +304,30 @@ mod https {
     }
 
     #[tokio::test]
+    async fn the_earliest_expiry_in_the_chain_is_reported() {
+        let (s, _dir, ca) = tls_server().await;
+        let url = format!("https://localhost:{}/ok", s.addr.port());
+        let o = run(&format!("url = \"{url}\"\ntls.ca_file = \"{ca}\"")).await;
+        assert_passes(&o);
+        let expiry = o.cert_not_after.expect("an expiry");
+        assert_eq!(
+            expiry
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            LEAF_NOT_AFTER
+        );
+        // Plain http has none.
+        let plain = TestServer::start().await;
+        assert_eq!(
+            run(&format!("url = \"{}\"", plain.url("/ok")))
+                .await
+                .cert_not_after,
+            None
+        );
+    }
+
+    #[tokio::test]
     async fn an_unknown_issuer_fails_as_tls() {
         let (s, _dir, _ca) = tls_server().await;
         let o = run(&format!("url = \"https://localhost:{}/ok\"", s.addr.port())).await;

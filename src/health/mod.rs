@@ -121,6 +121,7 @@ impl Health {
             consecutive_failures: state.consecutive_failures(),
             ever_passed: state.ever_passed(),
             provisional: state.provisional(),
+            cert_not_after: outcome.cert_not_after.or(entry.view.cert_not_after),
             last: Some(LastRun {
                 at,
                 duration: outcome.duration,
@@ -195,6 +196,7 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
         consecutive_failures: 0,
         ever_passed: state.ever_passed(),
         provisional: state.provisional(),
+        cert_not_after: None,
         last: None,
     };
     Entry {

@@ -90,6 +90,9 @@ pub struct CheckView {
     pub ever_passed: bool,
     /// Added by a reload and still without a verdict: holds back nothing.
     pub provisional: bool,
+    /// The earliest certificate expiry last seen (https checks); kept when a
+    /// later run fails before the handshake.
+    pub cert_not_after: Option<SystemTime>,
     /// The latest run, if any.
     pub last: Option<LastRun>,
 }

@@ -3,6 +3,7 @@
 //! `max_body_bytes` and no further, then the expectations judged.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, HOST, LOCATION, USER_AGENT};
@@ -73,11 +74,11 @@ impl HttpProbe {
         }
     }
 
-    async fn run(&self, deadline: Instant, phases: &mut Vec<Phase>) -> Outcome {
+    async fn run(&self, deadline: Instant, notes: &mut Notes) -> Outcome {
         let mut uri = self.spec.url.clone();
         let mut same_origin = true;
         for _ in 0..=MAX_REDIRECTS {
-            let answer = match self.exchange(&uri, same_origin, deadline, phases).await {
+            let answer = match self.exchange(&uri, same_origin, deadline, notes).await {
                 Ok(answer) => answer,
                 Err(outcome) => return outcome,
             };
@@ -104,14 +105,14 @@ impl HttpProbe {
         uri: &Uri,
         credentials: bool,
         deadline: Instant,
-        phases: &mut Vec<Phase>,
+        notes: &mut Notes,
     ) -> Result<Answer, Outcome> {
         let target = origin(uri);
         let pooled = self.take_pooled(&target);
         let was_pooled = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => self.open(uri, deadline, phases).await?,
+            None => self.open(uri, deadline, notes).await?,
         };
         let timer = Timer::start();
         let sent = self
@@ -120,13 +121,13 @@ impl HttpProbe {
         let response = match sent {
             // A kept connection the server closed while idle: one retry on a fresh one.
             Err(outcome) if was_pooled && outcome.failure == Some(Category::Protocol) => {
-                conn = self.open(uri, deadline, phases).await?;
+                conn = self.open(uri, deadline, notes).await?;
                 self.send(&mut conn, uri, credentials, deadline, &target)
                     .await
             }
             other => other,
         };
-        phases.push(timer.finish("first_byte"));
+        notes.phases.push(timer.finish("first_byte"));
         let mut response = response?;
         let status = response.status();
         let location = response
@@ -197,22 +198,20 @@ impl HttpProbe {
 
     /// Connects (TCP, then TLS for https) and hands the socket to hyper. The
     /// connection task ends with the run (or, kept, when the `Conn` is dropped).
-    async fn open(
-        &self,
-        uri: &Uri,
-        deadline: Instant,
-        phases: &mut Vec<Phase>,
-    ) -> Result<Conn, Outcome> {
+    async fn open(&self, uri: &Uri, deadline: Instant, notes: &mut Notes) -> Result<Conn, Outcome> {
         let https = uri.scheme_str() == Some("https");
         let host = uri.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tcp = net::connect(host, port, deadline, phases).await?;
+        let tcp = net::connect(host, port, deadline, &mut notes.phases).await?;
         let io: Box<dyn Io> = if https {
             let timer = Timer::start();
             let tls = self.handshake(tcp, host, port, deadline).await;
-            phases.push(timer.finish("tls"));
-            Box::new(tls?)
+            notes.phases.push(timer.finish("tls"));
+            let tls = tls?;
+            let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+            notes.cert_not_after = earliest_expiry(chain);
+            Box::new(tls)
         } else {
             Box::new(tcp)
         };
@@ -384,13 +383,34 @@ impl HttpProbe {
 impl Probe for HttpProbe {
     fn check(&self, deadline: Instant) -> BoxFuture<'_, Outcome> {
         Box::pin(async move {
-            let mut phases = Vec::with_capacity(4);
-            let mut outcome = self.run(deadline, &mut phases).await;
-            outcome.phases = phases;
+            let mut notes = Notes::default();
+            let mut outcome = self.run(deadline, &mut notes).await;
+            outcome.phases = notes.phases;
+            outcome.cert_not_after = notes.cert_not_after;
             outcome.target = Some(self.target.clone());
             outcome
         })
     }
+}
+
+/// What one run learns besides its outcome.
+#[derive(Default)]
+struct Notes {
+    phases: Vec<Phase>,
+    cert_not_after: Option<SystemTime>,
+}
+
+/// The earliest `notAfter` of a presented certificate chain.
+fn earliest_expiry(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<SystemTime> {
+    chain
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
+        .map(|seconds| match u64::try_from(seconds) {
+            Ok(after) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(after),
+            Err(_) => SystemTime::UNIX_EPOCH,
+        })
 }
 
 /// `scheme://host:port`, the unit a connection (and a credential) belongs to.

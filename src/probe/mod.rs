@@ -121,6 +121,8 @@ pub struct Outcome {
     pub phases: Vec<Phase>,
     /// What the run talked to, for traces; never holds a secret.
     pub target: Option<Arc<Target>>,
+    /// The earliest expiry in the TLS chain the server presented (https).
+    pub cert_not_after: Option<SystemTime>,
 }
 
 /// One timed phase of a run.
@@ -177,6 +179,7 @@ impl Outcome {
             started_at: SystemTime::UNIX_EPOCH,
             phases: Vec::new(),
             target: None,
+            cert_not_after: None,
         }
     }
 
@@ -190,6 +193,7 @@ impl Outcome {
             started_at: SystemTime::UNIX_EPOCH,
             phases: Vec::new(),
             target: None,
+            cert_not_after: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! | `healthgate.check.consecutive_failures` | `healthgate_check_consecutive_failures` | check, type |
 //! | `healthgate.check.critical` | `healthgate_check_critical` | check, type, group |
 //! | `healthgate.http.status_code` | `healthgate_http_status_code` | check |
+//! | `healthgate.tls.cert.not_after` (s) | `healthgate_tls_cert_not_after_seconds` | check |
 //! | `healthgate.ready`, `.live`, `.started` | `healthgate_ready`, `healthgate_live`, `healthgate_started` | |
 //! | `healthgate.config.reloads` | `healthgate_config_reloads_total` | result |
 //! | `healthgate.config.last_reload_successful` | `healthgate_config_last_reload_successful` | |
@@ -283,6 +284,20 @@ fn register_gauges(meter: &Meter, published: Published) {
                         u64::from(code),
                         &[KeyValue::new("check", c.name.to_string())],
                     );
+                }
+            }
+        })
+        .build();
+    let p = published.clone();
+    meter
+        .f64_observable_gauge("healthgate.tls.cert.not_after")
+        .with_unit("s")
+        .with_description("Earliest expiry in the certificate chain an https check was last presented, in seconds since the Unix epoch.")
+        .with_callback(move |o| {
+            for c in &p.load().checks {
+                if let Some(at) = c.cert_not_after {
+                    let seconds = at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+                    o.observe(seconds, &[KeyValue::new("check", c.name.to_string())]);
                 }
             }
         })

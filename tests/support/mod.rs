@@ -303,9 +303,19 @@ pub async fn start_gateway(toml: &str) -> Gateway {
 
 /// Starts `healthgate run --config path`; `dir` is kept alive with the process.
 pub async fn start_gateway_at(dir: tempfile::TempDir, path: &Path) -> Gateway {
+    start_gateway_env(dir, path, &[]).await
+}
+
+/// As [`start_gateway_at`], with extra environment variables.
+pub async fn start_gateway_env(
+    dir: tempfile::TempDir,
+    path: &Path,
+    env: &[(&str, &str)],
+) -> Gateway {
     let mut child = tokio::process::Command::new(bin())
         .args(["--log-format", "json", "run", "--config"])
         .arg(path)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info,healthgate::reload=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -364,10 +374,18 @@ impl Gateway {
     }
 }
 
+/// `notAfter` of the test leaf (2031-01-01T00:00:00Z), the earliest in its chain.
+pub const LEAF_NOT_AFTER: u64 = 1_924_992_000;
+
 /// A test CA and a leaf for `localhost` / 127.0.0.1 signed by it.
 pub struct TestPki {
     pub ca_pem: String,
     pub server: Arc<rustls::ServerConfig>,
+    /// The same server certificate, requiring a client certificate from the CA.
+    pub server_mtls: Arc<rustls::ServerConfig>,
+    /// A client certificate and key signed by the CA (PEM).
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 pub fn test_pki() -> TestPki {
@@ -380,22 +398,45 @@ pub fn test_pki() -> TestPki {
         .push(rcgen::DnType::CommonName, "healthgate test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf_params =
+    let mut leaf_params =
         CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf_params.not_after = rcgen::date_time_ymd(2031, 1, 1);
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
     let _ = ca.pem();
     let chain = vec![leaf.der().clone(), ca.der().clone()];
     let key = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["healthgate-client".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let server_mtls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .unwrap();
     TestPki {
         ca_pem: ca.pem(),
         server: Arc::new(server),
+        server_mtls: Arc::new(server_mtls),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
     }
 }
