@@ -4,54 +4,20 @@ mod support;
 
 use std::time::Duration;
 
-use healthgate::probe::{self, Category, Outcome};
+use healthgate::probe::Category;
 use support::*;
-
-async fn run(kind: &str, body: &str) -> Outcome {
-    let check = one_check(&format!(
-        "[[checks]]\nname = \"t\"\ntype = \"{kind}\"\n{body}"
-    ));
-    let probe = probe::build(&check.probe);
-    tokio::time::timeout(
-        TEST_DEADLINE,
-        probe::run(probe.as_ref(), check.schedule.timeout),
-    )
-    .await
-    .expect("the probe outlived the test deadline")
-}
-
-fn assert_fails(outcome: &Outcome, category: Category) {
-    assert_eq!(
-        outcome.failure,
-        Some(category),
-        "unexpected outcome: {outcome:?}"
-    );
-}
-
-/// Whether `pid` is still a live process (a zombie counts as dead).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next());
-            !matches!(state, Some('Z' | 'X'))
-        }
-    }
-}
 
 #[tokio::test]
 async fn exit_code_expectations() {
-    assert!(run("exec", "command = [\"true\"]").await.passed());
-    let o = run(
+    assert!(run_probe("exec", "command = [\"true\"]").await.passed());
+    let o = run_probe(
         "exec",
         "command = [\"sh\", \"-c\", \"echo broken >&2; exit 3\"]",
     )
     .await;
     assert_fails(&o, Category::ExecExitCode);
     assert_eq!(o.message, "exit code 3, expected 0: broken");
-    let o = run(
+    let o = run_probe(
         "exec",
         "command = [\"sh\", \"-c\", \"exit 3\"]\nexpect.exit_code = 3",
     )
@@ -61,35 +27,35 @@ async fn exit_code_expectations() {
 
 #[tokio::test]
 async fn output_expectations() {
-    let o = run(
+    let o = run_probe(
         "exec",
         "command = [\"echo\", \"PONG\"]\nexpect.output_contains = \"PONG\"",
     )
     .await;
     assert!(o.passed(), "{o:?}");
     assert_eq!(o.message, "exit code 0: PONG");
-    let o = run(
+    let o = run_probe(
         "exec",
         "command = [\"echo\", \"PANG\"]\nexpect.output_contains = \"PONG\"",
     )
     .await;
     assert_fails(&o, Category::ExecOutputMismatch);
     assert!(
-        run(
+        run_probe(
             "exec",
             "command = [\"echo\", \"v1.2.3\"]\nexpect.output_regex = '^v\\d+\\.'"
         )
         .await
         .passed()
     );
-    let o = run(
+    let o = run_probe(
         "exec",
         "command = [\"echo\", \"vX\"]\nexpect.output_regex = '^v\\d+\\.'",
     )
     .await;
     assert_fails(&o, Category::ExecOutputMismatch);
     // stderr counts as output too.
-    let o = run(
+    let o = run_probe(
         "exec",
         "command = [\"sh\", \"-c\", \"echo ready >&2\"]\nexpect.output_contains = \"ready\"",
     )
@@ -100,13 +66,13 @@ async fn output_expectations() {
 #[tokio::test]
 async fn no_shell_unless_asked() {
     // Without a shell, `$HOME` and `;` are plain arguments.
-    let o = run(
+    let o = run_probe(
         "exec",
         "command = [\"echo\", \"$HOME;x\"]\nexpect.output_contains = \"$HOME;x\"",
     )
     .await;
     assert!(o.passed(), "{o:?}");
-    let o = run(
+    let o = run_probe(
         "exec",
         "shell = true\ncommand = [\"echo a; echo b\"]\nexpect.output_regex = '^a\\nb'",
     )
@@ -116,7 +82,7 @@ async fn no_shell_unless_asked() {
 
 #[tokio::test]
 async fn a_missing_program_is_exec_spawn() {
-    let o = run("exec", "command = [\"/nonexistent/healthgate-probe\"]").await;
+    let o = run_probe("exec", "command = [\"/nonexistent/healthgate-probe\"]").await;
     assert_fails(&o, Category::ExecSpawn);
 }
 
@@ -129,7 +95,7 @@ async fn a_timeout_kills_the_whole_process_group() {
         "trap '' TERM; (trap '' TERM; sleep 300) & echo $$ $! > {}; sleep 300",
         pids.display()
     );
-    let o = run(
+    let o = run_probe(
         "exec",
         &format!("shell = true\ncommand = [\"{script}\"]\ntimeout = \"500ms\""),
     )
@@ -162,7 +128,7 @@ async fn leftover_background_processes_do_not_hold_the_run() {
     let pid_file = dir.path().join("pid");
     // The command exits at once but leaves a process holding stdout open.
     let script = format!("sleep 300 & echo $! > {}; echo done", pid_file.display());
-    let o = run(
+    let o = run_probe(
         "exec",
         &format!("shell = true\ncommand = [\"{script}\"]\ntimeout = \"5s\""),
     )
@@ -185,7 +151,7 @@ async fn leftover_background_processes_do_not_hold_the_run() {
 #[tokio::test]
 async fn captured_output_is_bounded() {
     // 8 MiB of output: read and discarded past max_output_bytes, never blocking the child.
-    let o = run(
+    let o = run_probe(
         "exec",
         "shell = true\ncommand = [\"head -c 8388608 /dev/zero | tr '\\\\0' a; echo; echo tail-marker\"]\nmax_output_bytes = 1024\nexpect.output_contains = \"tail-marker\"\ntimeout = \"10s\"",
     )
@@ -203,7 +169,7 @@ async fn environment_and_working_dir() {
         dir.path().display(),
         dir.path().file_name().unwrap().to_str().unwrap()
     );
-    let o = run("exec", &body).await;
+    let o = run_probe("exec", &body).await;
     assert!(o.passed(), "{o:?}");
 }
 
@@ -211,14 +177,14 @@ async fn environment_and_working_dir() {
 async fn tcp_connect() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let o = run("tcp", &format!("address = \"{addr}\"")).await;
+    let o = run_probe("tcp", &format!("address = \"{addr}\"")).await;
     assert!(o.passed(), "{o:?}");
-    let o = run("tcp", &format!("address = \"localhost:{}\"", addr.port())).await;
+    let o = run_probe("tcp", &format!("address = \"localhost:{}\"", addr.port())).await;
     assert!(o.passed(), "every resolved address is tried: {o:?}");
     drop(listener);
-    let o = run("tcp", &format!("address = \"{addr}\"")).await;
+    let o = run_probe("tcp", &format!("address = \"{addr}\"")).await;
     assert_fails(&o, Category::ConnectRefused);
-    let o = run(
+    let o = run_probe(
         "tcp",
         "address = \"no-such-host.invalid:5432\"\ntimeout = \"2s\"",
     )

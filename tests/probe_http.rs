@@ -9,24 +9,7 @@ use healthgate::probe::{self, Category, Outcome};
 use support::*;
 
 async fn run(toml_check: &str) -> Outcome {
-    let check = one_check(&format!(
-        "[[checks]]\nname = \"t\"\ntype = \"http\"\n{toml_check}"
-    ));
-    let probe = probe::build(&check.probe);
-    tokio::time::timeout(
-        TEST_DEADLINE,
-        probe::run(probe.as_ref(), check.schedule.timeout),
-    )
-    .await
-    .expect("the probe outlived the test deadline")
-}
-
-fn assert_fails(outcome: &Outcome, category: Category) {
-    assert_eq!(
-        outcome.failure,
-        Some(category),
-        "unexpected outcome: {outcome:?}"
-    );
+    run_probe("http", toml_check).await
 }
 
 fn assert_passes(outcome: &Outcome) {

@@ -32,14 +32,7 @@ pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response<Full
         _ => return plain(StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
     };
     if method != Method::GET && method != Method::HEAD {
-        let mut response = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            Bytes::from_static(b"method not allowed\n"),
-        );
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return method_not_allowed();
     }
     match endpoint {
         Some((group, verdict)) if verbose(uri) => plain(
@@ -54,20 +47,24 @@ pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response<Full
 /// `/metrics`: the Prometheus text exposition (rendered by the caller).
 pub fn metrics(method: &Method, body: Vec<u8>) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
-        let mut response = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            Bytes::from_static(b"method not allowed\n"),
-        );
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return method_not_allowed();
     }
     let mut response = plain(StatusCode::OK, Bytes::from(body));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
+    response
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut response = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Bytes::from_static(b"method not allowed\n"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     response
 }
 

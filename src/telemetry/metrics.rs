@@ -135,17 +135,7 @@ impl Metrics {
     /// runtime worker: opentelemetry-rust#2583).
     pub async fn shutdown(&self, budget: std::time::Duration) {
         let provider = self.provider.clone();
-        match tokio::time::timeout(
-            budget,
-            tokio::task::spawn_blocking(move || provider.shutdown()),
-        )
-        .await
-        {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::debug!(%error, "metrics shutdown"),
-            Ok(Err(error)) => tracing::debug!(%error, "metrics shutdown task"),
-            Err(_) => tracing::warn!(?budget, "metrics did not flush in time"),
-        }
+        super::shutdown_within("metrics", budget, move || provider.shutdown()).await;
     }
 }
 

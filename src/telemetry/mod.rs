@@ -8,6 +8,9 @@ pub mod resource;
 pub mod traces;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_sdk::error::OTelSdkResult;
 
 use crate::health::{CheckView, ReloadRecord, Transition};
 use crate::probe::Outcome;
@@ -33,5 +36,21 @@ impl Observer for Observers {
         if let Some(traces) = &self.traces {
             traces.record_reload(record);
         }
+    }
+}
+
+/// Runs an SDK shutdown within `budget`. The SDK's shutdown blocks, so it runs
+/// on the blocking pool: called on a runtime worker it can hang for good
+/// (opentelemetry-rust#2583).
+pub(crate) async fn shutdown_within(
+    what: &'static str,
+    budget: Duration,
+    shutdown: impl FnOnce() -> OTelSdkResult + Send + 'static,
+) {
+    match tokio::time::timeout(budget, tokio::task::spawn_blocking(shutdown)).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::debug!(%error, "{what} shutdown"),
+        Ok(Err(error)) => tracing::debug!(%error, "{what} shutdown task"),
+        Err(_) => tracing::warn!(?budget, "{what} did not flush in time"),
     }
 }

@@ -177,17 +177,7 @@ impl Traces {
     /// Flushes and stops within `budget` (from the blocking pool: the SDK blocks).
     pub async fn shutdown(&self, budget: Duration) {
         let provider = self.provider.clone();
-        match tokio::time::timeout(
-            budget,
-            tokio::task::spawn_blocking(move || provider.shutdown()),
-        )
-        .await
-        {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::debug!(%error, "traces shutdown"),
-            Ok(Err(error)) => tracing::debug!(%error, "traces shutdown task"),
-            Err(_) => tracing::warn!(?budget, "traces did not flush in time"),
-        }
+        super::shutdown_within("traces", budget, move || provider.shutdown()).await;
     }
 }
 

@@ -440,3 +440,38 @@ pub fn test_pki() -> TestPki {
         client_key_pem: client_key.serialize_pem(),
     }
 }
+
+/// Runs the single probe of a `[[checks]]` table of `kind` (body: its other keys) once.
+pub async fn run_probe(kind: &str, body: &str) -> healthgate::probe::Outcome {
+    let check = one_check(&format!(
+        "[[checks]]\nname = \"t\"\ntype = \"{kind}\"\n{body}"
+    ));
+    let probe = healthgate::probe::build(&check.probe);
+    tokio::time::timeout(
+        TEST_DEADLINE,
+        healthgate::probe::run(probe.as_ref(), check.schedule.timeout),
+    )
+    .await
+    .expect("the probe outlived the test deadline")
+}
+
+pub fn assert_fails(outcome: &healthgate::probe::Outcome, category: healthgate::probe::Category) {
+    assert_eq!(
+        outcome.failure,
+        Some(category),
+        "unexpected outcome: {outcome:?}"
+    );
+}
+
+/// Whether `pid` is a live process (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        }
+    }
+}
