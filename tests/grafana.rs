@@ -145,11 +145,7 @@ fn series_names(expr: &str) -> BTreeSet<String> {
         let end = tail
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(tail.len());
-        let name = &tail[..end];
-        let base = ["_bucket", "_sum", "_count"]
-            .iter()
-            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
-        names.insert(base.to_owned());
+        names.insert(tail[..end].to_owned());
         rest = &tail[end..];
     }
     names
@@ -184,13 +180,6 @@ async fn rules_reference_only_series_healthgate_exports() {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
-        .map(|n| {
-            ["_bucket", "_sum", "_count"]
-                .iter()
-                .fold(n.clone(), |n, s| {
-                    n.strip_suffix(s).map_or(n.clone(), str::to_owned)
-                })
-        })
         .collect();
     for rule in rules() {
         for name in series_names(rule["expr"].as_str().unwrap()) {
@@ -201,4 +190,264 @@ async fn rules_reference_only_series_healthgate_exports() {
             );
         }
     }
+}
+
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    ["fleet.json", "check.json", "sidecar.json"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(grafana(&format!("dashboards/{name}"))).unwrap();
+            (name.to_string(), serde_json::from_str(&text).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboards_are_what_the_generator_writes() {
+    let Some(python) = tool("python3", "python3") else {
+        return;
+    };
+    let before: Vec<_> = dashboards();
+    let scratch = tempfile::tempdir().unwrap();
+    let script = scratch.path().join("generate.py");
+    std::fs::copy(grafana("dashboards/generate.py"), &script).unwrap();
+    succeeds(Command::new(python).arg(&script));
+    for (name, board) in before {
+        let fresh: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(scratch.path().join(&name)).unwrap())
+                .unwrap();
+        assert_eq!(
+            fresh, board,
+            "{name} is stale: run python3 grafana/dashboards/generate.py"
+        );
+    }
+}
+
+#[test]
+fn every_panel_is_described_with_a_unit_and_the_datasource_variable() {
+    for (name, board) in dashboards() {
+        let vars: Vec<&str> = board["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(vars, ["datasource", "job", "instance", "check"], "{name}");
+        assert!(
+            !board["links"].as_array().unwrap().is_empty(),
+            "{name}: links to the other dashboards"
+        );
+        for panel in board["panels"].as_array().unwrap() {
+            let title = panel["title"].as_str().unwrap();
+            assert!(
+                panel["description"].as_str().is_some_and(|d| d.len() > 20),
+                "{name}/{title}: description"
+            );
+            assert!(
+                panel["fieldConfig"]["defaults"]["unit"].is_string(),
+                "{name}/{title}: unit"
+            );
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{name}/{title}"
+            );
+            for target in panel["targets"].as_array().unwrap() {
+                assert_eq!(
+                    target["datasource"]["uid"], "${datasource}",
+                    "{name}/{title}"
+                );
+            }
+        }
+    }
+}
+
+/// Every panel's queries, with the variables set to "all".
+fn panel_queries() -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for (name, board) in dashboards() {
+        for panel in board["panels"].as_array().unwrap() {
+            let title = format!("{name}/{}", panel["title"].as_str().unwrap());
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$__rate_interval", "10s")
+                    .replace("$job", ".*")
+                    .replace("$instance", ".*")
+                    .replace("$check", ".*");
+                queries.push((title.clone(), expr));
+            }
+        }
+    }
+    queries
+}
+
+fn encode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/api/v1/query`: Ok(result count) or Err(Prometheus' error).
+async fn query(prometheus: std::net::SocketAddr, expr: &str) -> Result<usize, String> {
+    let (_, _, body) = request(
+        prometheus,
+        "GET",
+        &format!("/api/v1/query?query={}", encode(expr)),
+    )
+    .await?;
+    let doc: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if doc["status"] != "success" {
+        return Err(body);
+    }
+    Ok(match &doc["data"]["result"] {
+        serde_json::Value::Array(items) => items.len(),
+        _ => 1,
+    })
+}
+
+struct Prometheus {
+    _child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self._child.kill();
+        let _ = self._child.wait();
+    }
+}
+
+fn start_prometheus(target: std::net::SocketAddr) -> Option<Prometheus> {
+    let binary = tool("prometheus", "prometheus")?;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: healthgate\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={port}"))
+        .arg("--log.level=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Some(Prometheus {
+        _child: child,
+        addr: port,
+        _dir: dir,
+    })
+}
+
+#[tokio::test]
+async fn every_panel_and_rule_works_against_a_real_prometheus() {
+    // A scenario with something for every panel: passing, failing and flapping
+    // checks, a certificate, failing OTLP export, a rejected reload.
+    let pki = test_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let tls = TestServer::start_with_tls(Some(pki.server)).await;
+    let flappy = TestServer::start().await;
+    let (refused, _held) = refusing_port();
+    let gw = start_gateway(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[telemetry.otlp]\nendpoint = \"http://{refused}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
+         [defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
+         [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n\
+         [[checks]]\nname = \"flappy\"\ntype = \"http\"\nurl = \"{}\"\ncritical = false\n\
+         [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n",
+        tls.addr.port(),
+        ca.display(),
+        flappy.url("/flip")
+    ))
+    .await;
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(gw.config_path(), format!("{original}bogus = 1\n")).unwrap();
+    let Some(prometheus) = start_prometheus(gw.addr) else {
+        return;
+    };
+    let addr = prometheus.addr;
+
+    // Flap while Prometheus scrapes, until every kind of series is in and rated.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut code = 200;
+    loop {
+        code = if code == 200 { 503 } else { 200 };
+        flappy.set_flip(code);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let ready = [
+            "rate(healthgate_check_runs_total[10s])",
+            "increase(healthgate_check_transitions_total{check=\"flappy\"}[10s]) > 0",
+            "healthgate_config_reloads_total{result=\"failure\"} > 0",
+            "healthgate_telemetry_dropped_total{signal=\"metrics\"} > 0",
+            "rate(healthgate_process_cpu_time_seconds_total[10s])",
+        ];
+        let mut all = true;
+        for expr in ready {
+            all &= query(addr, expr).await.is_ok_and(|n| n > 0);
+        }
+        if all {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the scenario's series never all reached Prometheus"
+        );
+    }
+
+    let mut problems = Vec::new();
+    for (panel, expr) in panel_queries() {
+        match query(addr, &expr).await {
+            Ok(0) => problems.push(format!("{panel}: no data for {expr}")),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{panel}: {expr}: {e}")),
+        }
+        // `or vector(0)` returns data whatever it names: each series must exist too.
+        for series in series_names(&expr) {
+            if !query(addr, &format!("count({series})"))
+                .await
+                .is_ok_and(|n| n > 0)
+            {
+                problems.push(format!("{panel}: Prometheus has no {series}"));
+            }
+        }
+    }
+    for rule in rules() {
+        let (name, expr) = (
+            rule["alert"].as_str().unwrap(),
+            rule["expr"].as_str().unwrap(),
+        );
+        if let Err(e) = query(addr, expr).await {
+            problems.push(format!("rule {name}: {e}"));
+        }
+        for series in series_names(expr) {
+            if !query(addr, &format!("count({series})"))
+                .await
+                .is_ok_and(|n| n > 0)
+            {
+                problems.push(format!("rule {name}: Prometheus has no {series}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

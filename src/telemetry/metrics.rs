@@ -20,6 +20,8 @@
 //! | `healthgate.config.last_reload_successful` | `healthgate_config_last_reload_successful` | |
 //! | `healthgate.config.last_reload_success_time` (s) | `healthgate_config_last_reload_success_time_seconds` | |
 //! | `healthgate.build.info` | `healthgate_build_info` | version |
+//! | `healthgate.process.cpu.time` (s) | `healthgate_process_cpu_time_seconds_total` | |
+//! | `healthgate.process.memory.rss` (By) | `healthgate_process_memory_rss_bytes` | |
 //! | `healthgate.telemetry.dropped` | `healthgate_telemetry_dropped_total` | signal |
 //!
 //! Labels are bounded by the config: never a URL, a message or an address.
@@ -346,6 +348,26 @@ fn register_gauges(meter: &Meter, published: Published) {
                     .duration_since(UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
                 o.observe(seconds, &[]);
+            }
+        })
+        .build();
+    meter
+        .f64_observable_counter("healthgate.process.cpu.time")
+        .with_unit("s")
+        .with_description("CPU seconds (user and system) the healthgate process has used.")
+        .with_callback(|o| {
+            if let Some(seconds) = super::process::cpu_seconds() {
+                o.observe(seconds, &[]);
+            }
+        })
+        .build();
+    meter
+        .u64_observable_gauge("healthgate.process.memory.rss")
+        .with_unit("By")
+        .with_description("Resident memory of the healthgate process.")
+        .with_callback(|o| {
+            if let Some(bytes) = super::process::resident_bytes() {
+                o.observe(bytes, &[]);
             }
         })
         .build();

@@ -54,3 +54,4 @@ pub(crate) async fn shutdown_within(
         Err(_) => tracing::warn!(?budget, "{what} did not flush in time"),
     }
 }
+pub mod process;
