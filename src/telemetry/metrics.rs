@@ -12,6 +12,7 @@
 //! | `healthgate.check.runs` | `healthgate_check_runs_total` | check, type, result, category (failures only) |
 //! | `healthgate.check.transitions` | `healthgate_check_transitions_total` | check, type, from, to |
 //! | `healthgate.check.consecutive_failures` | `healthgate_check_consecutive_failures` | check, type |
+//! | `healthgate.check.last_change` (s) | `healthgate_check_last_change_seconds` | check, type |
 //! | `healthgate.check.critical` | `healthgate_check_critical` | check, type, group |
 //! | `healthgate.http.status_code` | `healthgate_http_status_code` | check |
 //! | `healthgate.tls.cert.not_after` (s) | `healthgate_tls_cert_not_after_seconds` | check |
@@ -242,6 +243,18 @@ fn register_gauges(meter: &Meter, published: Published) {
         .with_callback(move |o| {
             for c in &p.load().checks {
                 o.observe(u64::from(c.consecutive_failures), &check_labels(c));
+            }
+        })
+        .build();
+    let p = published.clone();
+    meter
+        .f64_observable_gauge("healthgate.check.last_change")
+        .with_unit("s")
+        .with_description("When the check's status last changed (or the check was created), in seconds since the Unix epoch.")
+        .with_callback(move |o| {
+            for c in &p.load().checks {
+                let seconds = c.since.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+                o.observe(seconds, &check_labels(c));
             }
         })
         .build();
