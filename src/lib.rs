@@ -124,7 +124,7 @@ async fn apply(
     server: &mut server::Listening,
     endpoints: &server::Endpoints,
     current: &mut Config,
-    new: Config,
+    mut new: Config,
 ) -> Option<ReloadRecord> {
     if new.server.listen != current.server.listen {
         match server::bind(new.server.listen).await {
@@ -148,6 +148,9 @@ async fn apply(
     }
     let mut note = String::new();
     if new.telemetry != current.telemetry {
+        // The exporters keep running as they are: `current` says so, and every
+        // reload repeats this until the file matches or healthgate restarts.
+        new.telemetry = current.telemetry.clone();
         tracing::warn!(
             key = "telemetry",
             "telemetry settings changed: they need a restart to take effect"

@@ -470,3 +470,36 @@ async fn fifty_reloads_under_load_cause_no_error_and_no_verdict_change() {
     assert!(ok > 100, "the client made only {ok} requests");
     assert_eq!(gw.health().await["config"]["reloadsFailed"], 0);
 }
+
+#[tokio::test]
+async fn telemetry_changes_are_reported_as_needing_a_restart() {
+    let with = |service: &str, names: &[&str]| {
+        format!(
+            "[telemetry]\nservice_name = \"{service}\"\n{}",
+            toml("", names)
+        )
+    };
+    let gw = start_gateway(&with("before", &["a"])).await;
+    until_checks(&gw, &["a"]).await;
+    std::fs::write(gw.config_path(), with("after", &["a"])).unwrap();
+    eventually(WITHIN, "the reload", || async { applied(&gw).await == 1 }).await;
+    let output = |doc: serde_json::Value| {
+        doc["config"]["lastReload"]["output"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        output(gw.health().await),
+        "applied: 0 added, 0 removed, 0 changed, 1 unchanged; telemetry.* changed: needs a restart"
+    );
+    // Still different from what runs: the next reload says so again.
+    std::fs::write(gw.config_path(), with("after", &["a", "b"])).unwrap();
+    until_checks(&gw, &["a", "b"]).await;
+    assert!(output(gw.health().await).ends_with("; telemetry.* changed: needs a restart"));
+    let metrics = get(gw.addr, "/metrics").await.2;
+    assert!(
+        metrics.contains("service_name=\"before\""),
+        "the running resource changed"
+    );
+}
