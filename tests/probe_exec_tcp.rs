@@ -191,3 +191,145 @@ async fn tcp_connect() {
     .await;
     assert_fails(&o, Category::Dns);
 }
+
+mod exchange {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A TCP peer: optionally greets, then answers each line with `reply(line)`
+    /// (`None`: stay silent). Returns its address.
+    async fn peer(
+        greeting: &'static str,
+        reply: fn(&str) -> Option<String>,
+    ) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let _ = write.write_all(greeting.as_bytes()).await;
+                    let mut lines = BufReader::new(read).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        match reply(&line) {
+                            Some(answer) => {
+                                if write.write_all(answer.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    const PING: &str = "[[checks.exchange]]\nsend = \"PING\\r\\n\"\nexpect = '^\\+PONG'\n";
+
+    #[tokio::test]
+    async fn a_redis_style_ping_without_a_client() {
+        let addr = peer("", |l| (l == "PING").then(|| "+PONG\r\n".to_owned())).await;
+        let o = run_probe("tcp", &format!("address = \"{addr}\"\n{PING}")).await;
+        assert!(o.passed(), "{o:?}");
+        assert_eq!(o.message, format!("1 exchange steps with {addr} matched"));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_answer_then_close_is_a_response_mismatch() {
+        let addr = peer("", |_| Some("-ERR unknown command\r\n".to_owned())).await;
+        // The peer keeps the connection: the probe waits for a match until the timeout.
+        let o = run_probe(
+            "tcp",
+            &format!("address = \"{addr}\"\ntimeout = \"300ms\"\n{PING}"),
+        )
+        .await;
+        assert_fails(&o, Category::Timeout);
+        assert!(o.message.contains("-ERR unknown command"), "{o:?}");
+        // A peer that answers wrong and hangs up.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closing = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            stream.write_all(b"-ERR\r\n").await.unwrap();
+        });
+        let o = run_probe("tcp", &format!("address = \"{closing}\"\n{PING}")).await;
+        assert_fails(&o, Category::ResponseMismatch);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_is_cut_at_the_timeout() {
+        let addr = peer("", |_| None).await;
+        let o = run_probe(
+            "tcp",
+            &format!("address = \"{addr}\"\ntimeout = \"300ms\"\n{PING}"),
+        )
+        .await;
+        assert_fails(&o, Category::Timeout);
+        assert!(o.duration < Duration::from_secs(2), "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_not_read_past_the_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let chunk = [b'x'; 4096];
+            while stream.write_all(&chunk).await.is_ok() {}
+        });
+        let o = run_probe(
+            "tcp",
+            &format!("address = \"{addr}\"\ntimeout = \"5s\"\nmax_response_bytes = 1024\n[[checks.exchange]]\nexpect = \"never\"\n"),
+        )
+        .await;
+        assert_fails(&o, Category::ResponseMismatch);
+        assert!(o.message.contains("first 1024 bytes"), "{o:?}");
+        assert!(o.duration < Duration::from_secs(1), "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn an_smtp_banner_then_a_second_step() {
+        let addr = peer("220 mail.test ESMTP\r\n", |l| {
+            Some(
+                if l.starts_with("EHLO") {
+                    "250 hello\r\n"
+                } else {
+                    "500 ?\r\n"
+                }
+                .to_owned(),
+            )
+        })
+        .await;
+        let steps = "[[checks.exchange]]\nexpect = \"^220 \"\n[[checks.exchange]]\nsend = \"EHLO healthgate\\r\\n\"\nexpect = \"^250 \"\n";
+        let o = run_probe("tcp", &format!("address = \"{addr}\"\n{steps}")).await;
+        assert!(o.passed(), "{o:?}");
+        let wrong = steps.replace("EHLO", "HELO");
+        let o = run_probe(
+            "tcp",
+            &format!("address = \"{addr}\"\ntimeout = \"300ms\"\n{wrong}"),
+        )
+        .await;
+        assert_fails(&o, Category::Timeout);
+        assert!(o.message.starts_with("step 1:"), "{o:?}");
+    }
+
+    #[test]
+    fn bad_exchanges_are_config_errors() {
+        let err = healthgate::config::load_str(
+            std::path::Path::new("x.toml"),
+            "[[checks]]\nname = \"r\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n[[checks.exchange]]\n[[checks.exchange]]\nexpect = \"(\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("check \"r\": key `exchange[0]`: give `send`, `expect` or both"),
+            "{err}"
+        );
+        assert!(
+            err.contains("check \"r\": key `exchange[1].expect`: invalid regular expression"),
+            "{err}"
+        );
+    }
+}

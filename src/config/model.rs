@@ -469,12 +469,35 @@ pub enum StatusPattern {
     Text(String),
 }
 
-/// `type = "tcp"`: a TCP connect.
+/// `type = "tcp"`: a TCP connect, optionally followed by an exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpSection {
     /// `host:port` to connect to; a host name is resolved on every run.
     pub address: String,
+    /// `[[checks.exchange]]`: steps after connecting, in order, all within the
+    /// timeout. Each sends its `send` (if any), then waits until what the peer
+    /// has sent so far matches its `expect` (if any). E.g. Redis without
+    /// redis-cli: `send = "PING\r\n"`, `expect = "^\\+PONG"`; an SMTP banner:
+    /// `expect = "^220 "`. Default: connect only.
+    #[serde(default)]
+    pub exchange: Vec<ExchangeStep>,
+    /// Most bytes of the peer's answers kept for matching (default 4096, at most 64 KiB).
+    #[serde(default = "default_max_output_bytes")]
+    pub max_response_bytes: u64,
+}
+
+/// One step of a tcp exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeStep {
+    /// Bytes to send (TOML escapes such as `\r\n` apply).
+    #[serde(default)]
+    pub send: Option<String>,
+    /// Regular expression the peer's answer (everything it sent since the
+    /// previous step matched) must match.
+    #[serde(default)]
+    pub expect: Option<String>,
 }
 
 /// `type = "exec"`: a command run on every check.

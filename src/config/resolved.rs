@@ -208,7 +208,29 @@ pub struct TcpSpec {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// Steps after connecting.
+    pub exchange: Vec<Step>,
+    /// Bound on the answer kept for matching.
+    pub max_response_bytes: usize,
 }
+
+/// A validated exchange step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// What to send.
+    pub send: Option<bytes::Bytes>,
+    /// What the answer must match.
+    pub expect: Option<Regex>,
+}
+
+impl PartialEq for Step {
+    fn eq(&self, other: &Self) -> bool {
+        self.send == other.send
+            && self.expect.as_ref().map(Regex::as_str) == other.expect.as_ref().map(Regex::as_str)
+    }
+}
+
+impl Eq for Step {}
 
 /// A validated exec check.
 #[derive(Debug, Clone)]

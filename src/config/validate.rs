@@ -24,6 +24,7 @@ const TOP_KEYS: &[&str] = &["server", "reload", "telemetry", "defaults", "checks
 const KINDS: &[&str] = &["http", "tcp", "exec"];
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 const MAX_NAME_LEN: usize = 63;
 /// Bound on re-parses of one table while collecting its problems.
 const MAX_PARSE_RETRIES: usize = 32;
@@ -532,17 +533,53 @@ impl Validator {
     }
 
     fn tcp(&mut self, check: Option<&str>, s: TcpSection) -> Option<ProbeSpec> {
-        match split_host_port(&s.address) {
-            Some((host, port)) => Some(ProbeSpec::Tcp(TcpSpec { host, port })),
-            None => {
+        let before = self.problems.len();
+        let address = split_host_port(&s.address);
+        if address.is_none() {
+            self.push(
+                check,
+                "address",
+                "expected `host:port`, e.g. \"127.0.0.1:5432\"".into(),
+            );
+        }
+        if !(1..=MAX_RESPONSE_BYTES).contains(&s.max_response_bytes) {
+            self.push(
+                check,
+                "max_response_bytes",
+                format!("must be between 1 and {MAX_RESPONSE_BYTES}"),
+            );
+        }
+        let mut exchange = Vec::new();
+        for (i, step) in s.exchange.into_iter().enumerate() {
+            if step.send.is_none() && step.expect.is_none() {
                 self.push(
                     check,
-                    "address",
-                    "expected `host:port`, e.g. \"127.0.0.1:5432\"".into(),
+                    &format!("exchange[{i}]"),
+                    "give `send`, `expect` or both".into(),
                 );
-                None
+                continue;
+            }
+            let expect = self.regex(
+                check,
+                &format!("exchange[{i}].expect"),
+                step.expect.as_deref(),
+            );
+            if let Some(expect) = expect {
+                exchange.push(Step {
+                    send: step.send.map(bytes::Bytes::from),
+                    expect,
+                });
             }
         }
+        let (host, port) = address?;
+        (self.problems.len() == before).then(|| {
+            ProbeSpec::Tcp(TcpSpec {
+                host,
+                port,
+                exchange,
+                max_response_bytes: usize::try_from(s.max_response_bytes).unwrap_or(usize::MAX),
+            })
+        })
     }
 
     fn exec(&mut self, check: Option<&str>, s: ExecSection) -> Option<ProbeSpec> {

@@ -46,6 +46,8 @@ pub enum Category {
     JsonMismatch,
     /// The body was larger than `max_body_bytes` and an expectation needed it.
     BodyTooLarge,
+    /// A tcp exchange's answer did not match its `expect`, or the peer closed first.
+    ResponseMismatch,
     /// The command exited with another code, or was killed by a signal.
     ExecExitCode,
     /// The command's output did not contain or match what was expected.
@@ -58,7 +60,7 @@ pub enum Category {
 
 impl Category {
     /// Every category, for documentation and exporters.
-    pub const ALL: [Category; 15] = [
+    pub const ALL: [Category; 16] = [
         Category::Dns,
         Category::ConnectRefused,
         Category::ConnectTimeout,
@@ -70,6 +72,7 @@ impl Category {
         Category::BodyMismatch,
         Category::JsonMismatch,
         Category::BodyTooLarge,
+        Category::ResponseMismatch,
         Category::ExecExitCode,
         Category::ExecOutputMismatch,
         Category::ExecTimeout,
@@ -90,6 +93,7 @@ impl Category {
             Category::BodyMismatch => "body_mismatch",
             Category::JsonMismatch => "json_mismatch",
             Category::BodyTooLarge => "body_too_large",
+            Category::ResponseMismatch => "response_mismatch",
             Category::ExecExitCode => "exec_exit_code",
             Category::ExecOutputMismatch => "exec_output_mismatch",
             Category::ExecTimeout => "exec_timeout",

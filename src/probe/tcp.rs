@@ -1,10 +1,14 @@
-//! `type = "tcp"`: passes when a TCP connection is established within the timeout.
+//! `type = "tcp"`: passes when a TCP connection is established within the
+//! timeout and, if configured, every exchange step matches.
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
+use regex::Regex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
 
-use super::{BoxFuture, Outcome, Probe, Target, net};
+use super::{BoxFuture, Category, Outcome, Probe, Target, net};
 use crate::config::TcpSpec;
 
 /// Connects to `host:port`.
@@ -33,13 +37,7 @@ impl Probe for TcpProbe {
             let connected =
                 net::connect(&self.spec.host, self.spec.port, deadline, &mut phases).await;
             let mut outcome = match connected {
-                Ok(stream) => {
-                    let peer = stream
-                        .peer_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default();
-                    Outcome::pass(format!("connected to {peer}"))
-                }
+                Ok(stream) => self.exchange(stream, deadline).await,
                 Err(outcome) => outcome,
             };
             outcome.phases = phases;
@@ -47,4 +45,114 @@ impl Probe for TcpProbe {
             outcome
         })
     }
+}
+
+impl TcpProbe {
+    /// Runs the configured steps on a connected stream.
+    async fn exchange(&self, mut stream: TcpStream, deadline: Instant) -> Outcome {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut answer = Vec::new();
+        for (i, step) in self.spec.exchange.iter().enumerate() {
+            if let Some(bytes) = &step.send {
+                match timeout_at(deadline, stream.write_all(bytes)).await {
+                    Err(_) => {
+                        return Outcome::fail(
+                            Category::Timeout,
+                            format!("step {i}: sending to {peer} timed out"),
+                        );
+                    }
+                    Ok(Err(e)) => {
+                        return Outcome::fail(
+                            Category::Protocol,
+                            format!("step {i}: sending to {peer}: {e}"),
+                        );
+                    }
+                    Ok(Ok(())) => {}
+                }
+            }
+            if let Some(expect) = &step.expect {
+                if let Err(outcome) = self
+                    .read_until(&mut stream, &mut answer, expect, deadline, i)
+                    .await
+                {
+                    return outcome;
+                }
+                answer.clear();
+            }
+        }
+        if self.spec.exchange.is_empty() {
+            Outcome::pass(format!("connected to {peer}"))
+        } else {
+            Outcome::pass(format!(
+                "{} exchange steps with {peer} matched",
+                self.spec.exchange.len()
+            ))
+        }
+    }
+
+    /// Reads until what arrived matches `expect`, within the deadline and the size bound.
+    async fn read_until(
+        &self,
+        stream: &mut TcpStream,
+        answer: &mut Vec<u8>,
+        expect: &Regex,
+        deadline: Instant,
+        step: usize,
+    ) -> Result<(), Outcome> {
+        let max = self.spec.max_response_bytes;
+        let mut chunk = [0u8; 1024];
+        loop {
+            if expect.is_match(&String::from_utf8_lossy(answer)) {
+                return Ok(());
+            }
+            if answer.len() >= max {
+                return Err(Outcome::fail(
+                    Category::ResponseMismatch,
+                    format!("step {step}: the first {max} bytes do not match /{expect}/"),
+                ));
+            }
+            let room = (max - answer.len()).min(chunk.len());
+            match timeout_at(deadline, stream.read(&mut chunk[..room])).await {
+                Err(_) => {
+                    return Err(Outcome::fail(
+                        Category::Timeout,
+                        format!(
+                            "step {step}: no answer matching /{expect}/ within the timeout (got {:?})",
+                            preview(answer)
+                        ),
+                    ));
+                }
+                Ok(Ok(0)) => return Err(closed(step, expect, answer)),
+                // A peer that hangs up with our request unread resets instead of closing.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(closed(step, expect, answer));
+                }
+                Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => {
+                    return Err(Outcome::fail(
+                        Category::Protocol,
+                        format!("step {step}: reading: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn closed(step: usize, expect: &Regex, answer: &[u8]) -> Outcome {
+    Outcome::fail(
+        Category::ResponseMismatch,
+        format!(
+            "step {step}: closed before matching /{expect}/ (got {:?})",
+            preview(answer)
+        ),
+    )
+}
+
+/// The start of an answer, for messages.
+fn preview(answer: &[u8]) -> String {
+    String::from_utf8_lossy(&answer[..answer.len().min(40)]).into_owned()
 }
