@@ -1,5 +1,7 @@
 //! What a reload changes, by check name.
 
+use std::collections::HashMap;
+
 use super::Check;
 
 /// How a check of the new config relates to the running one.
@@ -25,31 +27,34 @@ pub struct Diff {
     pub changed: Vec<String>,
     /// Names in both, with the same definition.
     pub unchanged: Vec<String>,
+    /// How each check of the new config relates to the running ones, in its order.
+    pub changes: Vec<Change>,
 }
 
 impl Diff {
-    /// Compares `old` and `new` by check name.
-    pub fn between(old: &[Check], new: &[Check]) -> Self {
+    /// Compares the running checks `old` and the new config's `new` by check
+    /// name, in time linear in their number (reloads of thousands of checks).
+    pub fn between<'a>(old: impl IntoIterator<Item = &'a Check>, new: &[Check]) -> Self {
+        let mut running: HashMap<&str, &Check> = old.into_iter().map(|c| (&*c.name, c)).collect();
         let mut diff = Diff::default();
         for check in new {
+            let change = match running.remove(&*check.name) {
+                None => Change::Added,
+                Some(o) if o.definition == check.definition => Change::Unchanged,
+                Some(_) => Change::Changed,
+            };
             let name = check.name.to_string();
-            match classify(old, check) {
+            match change {
                 Change::Added => diff.added.push(name),
                 Change::Changed => diff.changed.push(name),
                 Change::Unchanged => diff.unchanged.push(name),
             }
+            diff.changes.push(change);
         }
-        diff.removed = old
-            .iter()
-            .filter(|o| !new.iter().any(|n| n.name == o.name))
-            .map(|o| o.name.to_string())
-            .collect();
+        // What was not taken by a new check is removed.
+        diff.removed = running.into_keys().map(str::to_owned).collect();
+        diff.removed.sort();
         diff
-    }
-
-    /// Whether nothing changes.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
 
@@ -63,14 +68,5 @@ impl std::fmt::Display for Diff {
             self.changed.len(),
             self.unchanged.len()
         )
-    }
-}
-
-/// How `check` relates to the running checks `old`.
-pub fn classify(old: &[Check], check: &Check) -> Change {
-    match old.iter().find(|o| o.name == check.name) {
-        None => Change::Added,
-        Some(o) if o.definition == check.definition => Change::Unchanged,
-        Some(_) => Change::Changed,
     }
 }

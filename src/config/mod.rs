@@ -9,7 +9,7 @@ pub mod model;
 mod resolved;
 mod validate;
 
-pub use diff::{Change, Diff, classify};
+pub use diff::{Change, Diff};
 pub use load::{Format, load, load_str};
 pub use model::Group;
 pub use resolved::*;

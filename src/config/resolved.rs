@@ -67,13 +67,6 @@ impl std::fmt::Debug for Definition {
     }
 }
 
-impl Check {
-    /// Whether the check takes part in `group`.
-    pub fn in_group(&self, group: Group) -> bool {
-        self.groups.contains(&group)
-    }
-}
-
 /// Timing and thresholds of one check, defaults applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -143,9 +136,7 @@ pub struct HttpSpec {
 pub struct TlsSpec {
     /// Base root store.
     pub roots: RootsKind,
-    /// Where `extra_roots` came from.
-    pub ca_file: Option<PathBuf>,
-    /// Extra trusted CAs read from `ca_file`.
+    /// Extra trusted CAs read from `tls.ca_file`.
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// SNI and verification name override.
     pub server_name: Option<String>,

@@ -510,7 +510,6 @@ impl Validator {
         }
         Some(TlsSpec {
             roots: s.roots,
-            ca_file: s.ca_file,
             extra_roots,
             server_name: s.server_name,
             insecure_skip_verify: s.insecure_skip_verify,

@@ -18,12 +18,9 @@ use crate::config::Group;
 /// How many check names a one-line reason lists before "and N more".
 const NAMES_IN_REASON: usize = 5;
 
-/// Whether every critical startup check has passed at least once.
+/// Whether no startup check holds startup back (see [`blocks`]).
 pub fn startup_done(checks: &[Arc<CheckView>]) -> bool {
-    checks
-        .iter()
-        .filter(|c| c.critical && c.in_group(Group::Startup))
-        .all(|c| c.ever_passed)
+    !checks.iter().any(|c| blocks(c, Group::Startup))
 }
 
 /// `/startupz`

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::config::{Change, Check, Diff, Schedule, classify};
+use crate::config::{Change, Check, Diff, Schedule};
 use crate::health::{CheckView, Health, Published, ReloadRecord, Slot, Status, Transition};
 use crate::probe::{self, Outcome, Probe};
 
@@ -142,11 +142,6 @@ impl Engine {
         self.published.clone()
     }
 
-    /// The checks running now, in config order.
-    pub fn checks(&self) -> Vec<Check> {
-        self.running.iter().map(|r| r.check.clone()).collect()
-    }
-
     /// Moves to a new set of checks. Unchanged checks keep their task (no
     /// extra run, no reset); changed and removed checks' tasks are aborted
     /// (an in-flight run is cancelled, an exec probe's processes killed);
@@ -157,8 +152,7 @@ impl Engine {
         checks: &[Check],
         record: impl FnOnce(&Diff) -> ReloadRecord,
     ) -> Diff {
-        let old = self.checks();
-        let diff = Diff::between(&old, checks);
+        let diff = Diff::between(self.running.iter().map(|r| &r.check), checks);
         let mut previous: HashMap<Arc<str>, Running> = self
             .running
             .drain(..)
@@ -166,8 +160,7 @@ impl Engine {
             .collect();
         let mut kept = Vec::new();
         let mut slots = Vec::new();
-        for check in checks {
-            let change = classify(&old, check);
+        for (check, &change) in checks.iter().zip(&diff.changes) {
             let generation = match (change, previous.remove(&check.name)) {
                 (Change::Unchanged, Some(running)) => {
                     let generation = running.generation;
