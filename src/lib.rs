@@ -22,7 +22,6 @@ pub mod scheduler;
 pub mod server;
 pub mod telemetry;
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -39,16 +38,20 @@ const TELEMETRY_FLUSH_BUDGET: std::time::Duration = std::time::Duration::from_se
 /// Longest reload message kept for `/health`.
 const MAX_RELOAD_MESSAGE: usize = 1000;
 
-/// Runs the gateway for `config` (read from `path` as `text`) until
-/// `shutdown` completes, reloading the config as it changes. Binds the
-/// listener first, so a taken port fails at once.
+/// Signal names (`"SIGTERM"`) as they arrive: the first starts the drain,
+/// the next one ends the process at once.
+pub type Signals = tokio::sync::mpsc::Receiver<&'static str>;
+
+/// Runs the gateway for `config` (read from `path` as `text`) until a
+/// signal arrives, reloading the config as it changes; then drains (see
+/// [`config::model::DrainSection`]) and stops. Binds the listeners first, so
+/// a taken port fails at once.
 pub async fn run(
     path: &Path,
     text: &str,
     config: Config,
-    shutdown: impl Future<Output = ()>,
+    mut signals: Signals,
 ) -> Result<(), RunError> {
-    let listener = server::bind(config.server.listen).await?;
     let dropped = Arc::new(telemetry::otlp::Dropped::default());
     let otlp = telemetry::otlp::metric_reader(&config.telemetry.otlp, dropped.clone())?;
     let resource = telemetry::resource::resource(&config.telemetry);
@@ -65,24 +68,32 @@ pub async fn run(
     let mut engine = Engine::start(&config.checks, observers);
     metrics.watch(engine.published());
     let metrics = Arc::new(metrics);
-    let render: server::RenderMetrics = {
-        let metrics = metrics.clone();
-        Arc::new(move || metrics.render())
-    };
-    let endpoints = server::Endpoints {
+    let drains = engine.drains();
+    let ctx = server::Context {
         published: engine.published(),
-        metrics: Some(render),
+        metrics: {
+            let metrics = metrics.clone();
+            Arc::new(move || metrics.render())
+        },
+        set_drain: {
+            let drains = drains.clone();
+            Arc::new(move |drain| {
+                let drains = drains.clone();
+                Box::pin(async move { drains.set(drain).await })
+            })
+        },
+        seen: Arc::default(),
+        settings: Arc::default(),
     };
-    let mut server = server::spawn(listener, endpoints.clone());
-    tracing::info!(listen = %server.addr, checks = config.checks.len(), "serving /livez /readyz /startupz /health");
+    let mut listeners = server::Listeners::start(&config.server, ctx.clone()).await?;
+    tracing::info!(checks = config.checks.len(), "started");
     let mut current = config;
-    tokio::pin!(shutdown);
-    loop {
+    let signal = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            signal = signals.recv() => break signal.unwrap_or("shutdown"),
             attempt = reloader.next() => {
                 let failure = match attempt {
-                    Ok(new) => apply(&mut engine, &mut server, &endpoints, &mut current, new).await,
+                    Ok(new) => apply(&mut engine, &mut listeners, &mut current, new).await,
                     Err(error) => Some(rejected(&error)),
                 };
                 if let Some(failure) = failure {
@@ -91,22 +102,79 @@ pub async fn run(
                 reloader.update(&current.reload);
             }
         }
+    };
+    let server = current.server;
+    let shutdown = async {
+        drain(&drains, &ctx.seen, &server.drain, signal).await;
+        tracing::info!(grace = ?server.shutdown_timeout, "listeners closed; finishing in-flight requests");
+        listeners.stop(server.shutdown_timeout).await;
+        drop(engine);
+        metrics.shutdown(TELEMETRY_FLUSH_BUDGET).await;
+        if let Some(traces) = traces {
+            traces.shutdown(TELEMETRY_FLUSH_BUDGET).await;
+        }
+        tracing::info!("telemetry flushed; stopped");
+    };
+    tokio::select! {
+        () = shutdown => {}
+        Some(again) = signals.recv() => tracing::warn!("{again} during shutdown: exiting now"),
     }
-    server.stop(current.server.shutdown_timeout).await;
-    metrics.shutdown(TELEMETRY_FLUSH_BUDGET).await;
-    if let Some(traces) = traces {
-        traces.shutdown(TELEMETRY_FLUSH_BUDGET).await;
-    }
-    tracing::info!("stopped");
     Ok(())
+}
+
+/// Fails readiness everywhere and waits until the load balancer has seen it:
+/// at least `drain.min`, then until `drain.observed_probes` failing
+/// readiness answers were served, at most `drain.max`.
+async fn drain(
+    drains: &scheduler::Drains,
+    seen: &server::DrainSeen,
+    settings: &config::model::DrainSection,
+    signal: &str,
+) {
+    let began = tokio::time::Instant::now();
+    let base = seen.count();
+    drains
+        .set(Some(health::Drain {
+            reason: format!("shutting down ({signal})"),
+            mode: health::DrainMode::Drain,
+            since: SystemTime::now(),
+            shutdown: true,
+        }))
+        .await;
+    tracing::info!(
+        min = ?settings.min, max = ?settings.max, observed_probes = settings.observed_probes,
+        "{signal}: draining: readiness fails in every dialect, liveness and probes go on"
+    );
+    let enough = async {
+        tokio::time::sleep(settings.min).await;
+        seen.reached(base + u64::from(settings.observed_probes))
+            .await;
+    };
+    let in_time = tokio::time::timeout(settings.max, enough).await.is_ok();
+    let answered = seen.count() - base;
+    let elapsed = began.elapsed();
+    if in_time {
+        tracing::info!(
+            answered,
+            ?elapsed,
+            "drained: the failing readiness was served {answered} time(s)"
+        );
+    } else {
+        tracing::warn!(
+            answered,
+            ?elapsed,
+            observed_probes = settings.observed_probes,
+            "drain.max reached before enough failing readiness answers were seen; closing anyway"
+        );
+    }
 }
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The listener could not be bound.
+    /// A listener could not be started.
     #[error(transparent)]
-    Bind(#[from] server::BindError),
+    Listen(#[from] server::ListenerError),
     /// The metrics pipeline could not be built.
     #[error(transparent)]
     Metrics(#[from] telemetry::metrics::MetricsError),
@@ -116,35 +184,25 @@ pub enum RunError {
 }
 
 /// Applies a valid new config, returning the record of a failure (a success
-/// is recorded with the new checks, in the same snapshot). Binding a changed
-/// listen address is the only step that can fail, so it goes first: then
-/// nothing else has changed yet.
+/// is recorded with the new checks, in the same snapshot). The listeners are
+/// the only step that can fail (a new address taken, TLS files gone since
+/// validation), so they go first: then nothing else has changed yet.
 async fn apply(
     engine: &mut Engine,
-    server: &mut server::Listening,
-    endpoints: &server::Endpoints,
+    listeners: &mut server::Listeners,
     current: &mut Config,
     mut new: Config,
 ) -> Option<ReloadRecord> {
-    if new.server.listen != current.server.listen {
-        match server::bind(new.server.listen).await {
-            Ok(listener) => {
-                let old = std::mem::replace(server, server::spawn(listener, endpoints.clone()));
-                tracing::info!(listen = %server.addr, previous = %old.addr, "serving /livez /readyz /startupz /health");
-                // The old listener finishes its in-flight requests meanwhile.
-                tokio::spawn(old.stop(current.server.shutdown_timeout));
-            }
-            Err(error) => {
-                tracing::error!(key = "server.listen", %error, still_serving_on = %server.addr, "config reload rejected");
-                return Some(record(
-                    false,
-                    format!(
-                        "rejected: key `server.listen`: {error}; still serving on {}",
-                        server.addr
-                    ),
-                ));
-            }
-        }
+    let grace = current.server.shutdown_timeout;
+    if let Err(error) = listeners
+        .reconfigure(&current.server, &new.server, grace)
+        .await
+    {
+        tracing::error!(%error, still_serving_on = %listeners.lb_addr(), "config reload rejected");
+        return Some(record(
+            false,
+            format!("rejected: {error}; the previous listeners keep serving"),
+        ));
     }
     let mut note = String::new();
     if new.telemetry != current.telemetry {

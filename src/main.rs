@@ -139,7 +139,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(code) => return code,
             };
-            let listener = match healthgate::server::bind(upstream).await {
+            let listener = match healthgate::server::bind("--upstream", upstream).await {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::error!("demo upstream: {e}");
@@ -158,7 +158,7 @@ async fn dispatch(command: Command) -> ExitCode {
 }
 
 async fn serve(arg: &ConfigArg, text: &str, config: Config) -> ExitCode {
-    match healthgate::run(&arg.config, text, config, shutdown_signal()).await {
+    match healthgate::run(&arg.config, text, config, signals()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -190,23 +190,38 @@ fn report(error: &ConfigError) {
     eprintln!("healthgate: invalid config: {error}");
 }
 
-/// Resolves on SIGTERM or SIGINT. The handlers are installed here, before the
-/// caller announces it serves: a signal right after start must still stop it
-/// cleanly, not by the default action.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// SIGTERM and SIGINT as they arrive (the first drains, the second exits).
+/// The handlers are installed here, before the caller announces it serves: a
+/// signal right after start must still stop it cleanly, not by the default action.
+fn signals() -> healthgate::Signals {
     use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            },
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::spawn(async move {
+                loop {
+                    let name = tokio::select! {
+                        Some(()) = term.recv() => "SIGTERM",
+                        Some(()) = int.recv() => "SIGINT",
+                        else => return,
+                    };
+                    if tx.send(name).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+            // Keep the sender alive: the gateway runs until killed.
+            tokio::spawn(async move {
+                let _tx = tx;
                 std::future::pending::<()>().await;
-            }
+            });
         }
     }
+    rx
 }

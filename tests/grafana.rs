@@ -162,14 +162,14 @@ async fn rules_reference_only_series_healthgate_exports() {
     let server = TestServer::start_with_tls(Some(pki.server)).await;
     let (refused, _held) = refusing_port();
     let gw = start_gateway(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
          [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n\
          [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n",
         server.addr.port(),
         ca.display()
     ))
     .await;
-    let addr = gw.addr;
+    let addr = gw.admin;
     eventually(Duration::from_secs(15), "every series", || async {
         let text = get(addr, "/metrics").await.2;
         text.contains("healthgate_tls_cert_not_after_seconds") && text.contains("transitions_total")
@@ -371,7 +371,7 @@ async fn every_panel_and_rule_works_against_a_real_prometheus() {
     let flappy = TestServer::start().await;
     let (refused, _held) = refusing_port();
     let gw = start_gateway(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[telemetry.otlp]\nendpoint = \"http://{refused}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[telemetry.otlp]\nendpoint = \"http://{refused}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
          [defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
          [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n\
          [[checks]]\nname = \"flappy\"\ntype = \"http\"\nurl = \"{}\"\ncritical = false\n\
@@ -383,7 +383,7 @@ async fn every_panel_and_rule_works_against_a_real_prometheus() {
     .await;
     let original = std::fs::read_to_string(gw.config_path()).unwrap();
     std::fs::write(gw.config_path(), format!("{original}bogus = 1\n")).unwrap();
-    let Some(prometheus) = start_prometheus(gw.addr) else {
+    let Some(prometheus) = start_prometheus(gw.admin) else {
         return;
     };
     let addr = prometheus.addr;

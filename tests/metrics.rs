@@ -53,7 +53,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 async fn scrape(gw: &Gateway) -> (String, Vec<Sample>) {
-    let (code, headers, body) = get(gw.addr, "/metrics").await;
+    let (code, headers, body) = get(gw.admin, "/metrics").await;
     assert_eq!(code, StatusCode::OK);
     assert!(
         headers["content-type"]
@@ -68,7 +68,7 @@ async fn scrape(gw: &Gateway) -> (String, Vec<Sample>) {
 async fn scenario() -> (TestServer, TestServer, Gateway) {
     let (ok, bad) = (TestServer::start().await, TestServer::start().await);
     let gw = start_gateway(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 2\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 2\n\
          [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\ngroups = [\"readiness\", \"liveness\"]\n\
          [[checks]]\nname = \"legacy\"\ntype = \"http\"\nurl = \"http://user:secret@{}/status/503\"\ncritical = false\n",
         ok.url("/ok"),
@@ -332,7 +332,7 @@ async fn https_checks_export_their_certificate_expiry() {
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let server = TestServer::start_with_tls(Some(pki.server)).await;
     let gw = start_gateway(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\n\
          [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n",
         server.addr.port(),
         ca.display()

@@ -232,7 +232,7 @@ fn point(metric: &Metric, want: &[(&str, &str)]) -> Option<f64> {
 
 fn config(otlp: &str, ok: &TestServer, bad: &TestServer) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[telemetry]\nservice_name = \"checkout\"\n[telemetry.otlp]\n{otlp}\ninterval = \"200ms\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[telemetry]\nservice_name = \"checkout\"\n[telemetry.otlp]\n{otlp}\ninterval = \"200ms\"\n\
          [defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
          [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n\
          [[checks]]\nname = \"legacy\"\ntype = \"http\"\nurl = \"{}\"\ncritical = false\n",
@@ -312,7 +312,7 @@ async fn assert_delivers(received: &Received, ok: &TestServer, gw: &Gateway) {
     );
 
     // The same model scraped: the counter there is at least what was pushed.
-    let (_, _, text) = get(gw.addr, "/metrics").await;
+    let (_, _, text) = get(gw.admin, "/metrics").await;
     let scraped: f64 = text
         .lines()
         .find(|l| {
@@ -395,7 +395,7 @@ async fn assert_unaffected(otlp: &str) {
     let growth = rss_kib(pid).saturating_sub(rss_before);
     assert!(growth < 16 * 1024, "RSS grew by {growth} KiB");
     eventually(WITHIN, "drops counted", || async {
-        let text = get(addr, "/metrics").await.2;
+        let text = get(gw.admin, "/metrics").await.2;
         text.lines().any(|l| {
             l.starts_with("healthgate_telemetry_dropped_total{signal=\"metrics\"}")
                 && !l.ends_with(" 0")
@@ -424,7 +424,7 @@ async fn a_collector_that_never_answers_is_not_in_the_way() {
 
 fn trace_config(otlp: &str, traces: &str, ok: &TestServer, bad: &TestServer) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[telemetry.otlp]\n{otlp}\ninterval = \"200ms\"\n[telemetry.traces]\n{traces}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[telemetry.otlp]\n{otlp}\ninterval = \"200ms\"\n[telemetry.traces]\n{traces}\n\
          [defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
          [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n\
          [[checks]]\nname = \"legacy\"\ntype = \"http\"\nurl = \"http://user:secret@{}/status/503?token=abc\"\ncritical = false\n",
@@ -640,7 +640,7 @@ async fn metrics_reach_a_tls_collector_with_a_client_certificate() {
         &format!("interval = \"200ms\"\n{tls}"),
     );
     let gw = start_gateway(&text).await;
-    let addr = gw.addr;
+    let addr = gw.admin;
     eventually(WITHIN, "drops counted", || async {
         get(addr, "/metrics").await.2.lines().any(|l| {
             l.starts_with("healthgate_telemetry_dropped_total{signal=\"metrics\"}")
@@ -654,12 +654,17 @@ async fn metrics_reach_a_tls_collector_with_a_client_certificate() {
 async fn shutdown_with_a_hung_collector_is_bounded() {
     let (ok, bad) = (TestServer::start().await, TestServer::start().await);
     let (addr, _held) = silent_listener().await;
-    let mut gw = start_gateway(&config(
+    // No drain wait: this is about the flush.
+    let text = config(
         &format!("endpoint = \"http://{addr}\"\nprotocol = \"grpc\"\ntimeout = \"30s\""),
         &ok,
         &bad,
-    ))
-    .await;
+    )
+    .replace(
+        "[server]\n",
+        "[server]\ndrain = { min = \"0s\", observed_probes = 0 }\n",
+    );
+    let mut gw = start_gateway(&text).await;
     let ready = gw.addr;
     eventually(WITHIN, "ready", || async {
         get(ready, "/readyz").await.0 == http::StatusCode::OK

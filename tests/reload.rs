@@ -17,7 +17,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 /// A config with `[reload]` settings and one exec check per name.
 fn toml(reload: &str, names: &[&str]) -> String {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[reload]\n{reload}\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[reload]\n{reload}\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n"
     );
     for name in names {
         text.push_str(&format!(
@@ -209,7 +209,7 @@ async fn an_invalid_config_changes_nothing_until_fixed() {
     let target = TestServer::start().await;
     let good = |extra: &str| {
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\n\
              [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n{extra}",
             target.url("/ok")
         )
@@ -306,7 +306,7 @@ async fn unchanged_checks_keep_their_counters_across_a_reload() {
     let target = TestServer::start().await;
     let config = |extra: &str| {
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[reload]\nwatch = false\npoll_interval = \"0s\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[reload]\nwatch = false\npoll_interval = \"0s\"\n\
              [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"2s\"\nfailure_threshold = 3\n{extra}",
             target.url("/flip")
         )
@@ -417,7 +417,7 @@ async fn fifty_reloads_under_load_cause_no_error_and_no_verdict_change() {
             ("2s", "odd")
         };
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[reload]\ndebounce = \"20ms\"\n[defaults]\ninterval = \"50ms\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[reload]\ndebounce = \"20ms\"\n[defaults]\ninterval = \"50ms\"\n\
              [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\ntimeout = \"{timeout}\"\n\
              [[checks]]\nname = \"{extra}\"\ntype = \"exec\"\ncommand = [\"true\"]\n",
             target.url("/ok")
@@ -497,7 +497,7 @@ async fn telemetry_changes_are_reported_as_needing_a_restart() {
     std::fs::write(gw.config_path(), with("after", &["a", "b"])).unwrap();
     until_checks(&gw, &["a", "b"]).await;
     assert!(output(gw.health().await).ends_with("; telemetry.* changed: needs a restart"));
-    let metrics = get(gw.addr, "/metrics").await.2;
+    let metrics = get(gw.admin, "/metrics").await.2;
     assert!(
         metrics.contains("service_name=\"before\""),
         "the running resource changed"

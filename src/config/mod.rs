@@ -4,12 +4,14 @@
 //! validate`, `check`, `run` and (later) reload all go through it.
 
 mod diff;
+mod listener_tls;
 mod load;
 pub mod model;
 mod resolved;
 mod validate;
 
 pub use diff::{Change, Diff};
+pub use listener_tls::{ListenerTlsError, server_config};
 pub use load::{Format, load, load_str};
 pub use model::Group;
 pub use resolved::*;

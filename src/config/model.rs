@@ -11,24 +11,62 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// `[server]`: where the verdict endpoints listen.
+/// `[server]`: the listeners. The load-balancer listener serves only the
+/// verdicts; everything that changes state or shows more lives on the admin
+/// listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     /// Address of the load-balancer listener serving `/livez`, `/readyz`,
     /// `/startupz` and `/health`, as `IP:PORT`. Port 0 picks a free port (logged at start).
+    /// Default `"127.0.0.1:8090"`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    /// Address of the admin listener: `/metrics`, `/admin/drain` and the JSON
+    /// API (`/api/checks`), plus the verdict endpoints. Keep it on loopback or
+    /// a private port: a non-loopback address needs `server.admin.token_file`
+    /// or mTLS (`server.admin.tls.client_ca_file`). Default `"127.0.0.1:8091"`.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Address of the gRPC health listener (`grpc.health.v1.Health`: Check,
+    /// Watch, List), for Envoy, Kubernetes `grpc` probes and gRPC-aware load
+    /// balancers. Uses `server.tls` when set. Off unless set.
+    #[serde(default)]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Address of the HAProxy agent-check listener: one line (`up`, `down
+    /// #reason`, `drain`, `maint`) per connection. Off unless set.
+    #[serde(default)]
+    pub agent_listen: Option<SocketAddr>,
+    /// How long in-flight requests may take to finish once the listeners
+    /// close (after the drain). Default `"5s"`.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `[server.drain]`: what happens between SIGTERM and closing the listeners.
+    #[serde(default)]
+    pub drain: DrainSection,
+    /// `[server.tls]`: TLS on the load-balancer and gRPC listeners. Off unless set.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsSection>,
+    /// `[server.admin]`: the admin listener's protection.
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// `[server.agent]`: the HAProxy agent-check replies.
+    #[serde(default)]
+    pub agent: AgentSection,
 }
 
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            admin_listen: default_admin_listen(),
+            grpc_listen: None,
+            agent_listen: None,
             shutdown_timeout: default_shutdown_timeout(),
+            drain: DrainSection::default(),
+            tls: None,
+            admin: AdminSection::default(),
+            agent: AgentSection::default(),
         }
     }
 }
@@ -37,8 +75,118 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8090))
 }
 
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8091))
+}
+
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+/// `[server.drain]`: on SIGTERM (or SIGINT) readiness fails at once in every
+/// dialect while liveness stays up and probing goes on; the listeners keep
+/// serving for at least `min`, and until the load balancer has been seen
+/// asking (`observed_probes` failing readiness answers) or `max` has passed.
+/// Then the listeners close and in-flight requests get `shutdown_timeout`.
+/// A second signal exits at once. Set Kubernetes'
+/// `terminationGracePeriodSeconds` above `max + shutdown_timeout` plus a few seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainSection {
+    /// Least time the listeners keep serving after the signal, so that load
+    /// balancers that probe on an interval, and proxies whose endpoint lists
+    /// lag, stop sending. `"0s"` skips the wait. Default `"5s"`.
+    #[serde(default = "default_drain_min", with = "humantime_serde")]
+    pub min: Duration,
+    /// Longest the drain lasts, whether or not anything asked. Default `"20s"`.
+    #[serde(default = "default_drain_max", with = "humantime_serde")]
+    pub max: Duration,
+    /// Failing readiness answers (`/readyz` 503, gRPC `NOT_SERVING` for
+    /// readiness, agent-check `drain`) to serve after the drain began before
+    /// closing: proof that the load balancer has seen it. `0` waits for `min`
+    /// only. Default `1`.
+    #[serde(default = "default_observed_probes")]
+    pub observed_probes: u32,
+}
+
+impl Default for DrainSection {
+    fn default() -> Self {
+        Self {
+            min: default_drain_min(),
+            max: default_drain_max(),
+            observed_probes: default_observed_probes(),
+        }
+    }
+}
+
+fn default_drain_min() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_drain_max() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn default_observed_probes() -> u32 {
+    1
+}
+
+/// TLS on a listener (`[server.tls]`, `[server.admin.tls]`). The files are
+/// re-read when they change on disk (cert-manager rotations, Kubernetes
+/// secret updates): new connections get the new certificate, open ones are
+/// not dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSection {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf.
+    pub key_file: PathBuf,
+    /// PEM CA certificates for client certificates: when set, clients must
+    /// present a certificate signed by one of them (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Oldest TLS version accepted: `"1.2"` or `"1.3"`. Default `"1.2"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// `[server.admin]`: who may use the admin listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// File holding a bearer token (surrounding whitespace ignored): when
+    /// set, every admin request needs `Authorization: Bearer <token>`. Read
+    /// at start and on every config reload. Off unless set.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// `[server.admin.tls]`: TLS (and optionally mTLS) on the admin listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsSection>,
+}
+
+/// `[server.agent]`: how the HAProxy agent-check answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Weight (1-100, percent of the configured one) to announce while ready
+    /// but a non-critical check warns or fails, e.g. `50`: HAProxy then
+    /// sends this instance less traffic. When set, every `up` carries a
+    /// weight (`up 100%` when all is well) so HAProxy restores it. Off unless set.
+    #[serde(default)]
+    pub weight_on_warn: Option<u8>,
 }
 
 /// `[reload]`: how config changes are picked up while running.

@@ -27,10 +27,26 @@ pub struct Config {
 /// Listener settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
-    /// Address of the verdict endpoints.
+    /// Address of the load-balancer listener (verdict endpoints only).
     pub listen: SocketAddr,
+    /// Address of the admin listener.
+    pub admin_listen: SocketAddr,
+    /// Address of the gRPC health listener, if on.
+    pub grpc_listen: Option<SocketAddr>,
+    /// Address of the HAProxy agent-check listener, if on.
+    pub agent_listen: Option<SocketAddr>,
     /// Bound on finishing in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// What happens between the signal and closing the listeners.
+    pub drain: super::model::DrainSection,
+    /// TLS on the load-balancer and gRPC listeners.
+    pub tls: Option<super::model::ListenerTlsSection>,
+    /// TLS on the admin listener.
+    pub admin_tls: Option<super::model::ListenerTlsSection>,
+    /// The bearer token admin requests need, if any (read from `admin.token_file`).
+    pub admin_token: Option<Secret>,
+    /// Agent-check weight while a non-critical check is not passing.
+    pub agent_weight_on_warn: Option<u8>,
 }
 
 /// One validated check.

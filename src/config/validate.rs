@@ -79,12 +79,21 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
             );
         }
     }
+    let admin_token = server.as_ref().and_then(|s| v.server(s));
     match (server, reload, telemetry, defaults) {
         (Some(server), Some(reload), Some(telemetry), Some(_)) if v.problems.is_empty() => {
             Ok(Config {
                 server: Server {
                     listen: server.listen,
+                    admin_listen: server.admin_listen,
+                    grpc_listen: server.grpc_listen,
+                    agent_listen: server.agent_listen,
                     shutdown_timeout: server.shutdown_timeout,
+                    drain: server.drain,
+                    tls: server.tls,
+                    admin_tls: server.admin.tls,
+                    admin_token,
+                    agent_weight_on_warn: server.agent.weight_on_warn,
                 },
                 reload,
                 telemetry,
@@ -310,6 +319,91 @@ impl Validator {
                 extra_roots,
             },
         })
+    }
+
+    /// Checks the listeners; returns the admin token read from its file.
+    fn server(&mut self, s: &ServerSection) -> Option<Secret> {
+        let mut addresses = vec![
+            ("server.listen", s.listen),
+            ("server.admin_listen", s.admin_listen),
+        ];
+        addresses.extend(s.grpc_listen.map(|a| ("server.grpc_listen", a)));
+        addresses.extend(s.agent_listen.map(|a| ("server.agent_listen", a)));
+        for (i, (key, addr)) in addresses.iter().enumerate() {
+            if addr.port() == 0 {
+                continue;
+            }
+            if let Some((other, _)) = addresses[..i].iter().find(|(_, a)| a == addr) {
+                self.push(None, key, format!("{addr} is already used by `{other}`"));
+            }
+        }
+        if s.drain.min > s.drain.max {
+            self.push(
+                None,
+                "server.drain.min",
+                format!(
+                    "{} is longer than server.drain.max ({})",
+                    humantime::format_duration(s.drain.min),
+                    humantime::format_duration(s.drain.max)
+                ),
+            );
+        }
+        if let Some(weight) = s.agent.weight_on_warn
+            && !(1..=100).contains(&weight)
+        {
+            self.push(
+                None,
+                "server.agent.weight_on_warn",
+                "must be a percentage from 1 to 100".into(),
+            );
+        }
+        for (prefix, tls) in [("server.tls", &s.tls), ("server.admin.tls", &s.admin.tls)] {
+            if let Some(tls) = tls
+                && let Err(e) = super::listener_tls::server_config(tls, &[])
+            {
+                self.push(None, &format!("{prefix}.{}", e.key), e.message);
+            }
+        }
+        let token =
+            s.admin
+                .token_file
+                .as_ref()
+                .and_then(|path| match std::fs::read_to_string(path) {
+                    Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
+                    Ok(_) => {
+                        self.push(
+                            None,
+                            "server.admin.token_file",
+                            format!("{} is empty", path.display()),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.push(
+                            None,
+                            "server.admin.token_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                });
+        let mtls = s
+            .admin
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
+        if !s.admin_listen.ip().is_loopback() && s.admin.token_file.is_none() && !mtls {
+            self.push(
+                None,
+                "server.admin_listen",
+                format!(
+                    "{} is reachable from other hosts: set server.admin.token_file or \
+                     server.admin.tls.client_ca_file, or listen on 127.0.0.1",
+                    s.admin_listen
+                ),
+            );
+        }
+        token
     }
 
     fn otlp(&mut self, o: &super::model::OtlpSection) {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Status;
-use super::snapshot::{CheckView, Verdict};
+use super::snapshot::{CheckView, Drain, Verdict};
 use crate::config::Group;
 
 /// How many check names a one-line reason lists before "and N more".
@@ -59,6 +59,11 @@ pub fn readiness(checks: &[Arc<CheckView>], started: bool) -> Verdict {
     } else {
         not_ok(format!("not ready: {blockers}"))
     }
+}
+
+/// `/readyz` while draining, whatever the checks say.
+pub fn draining(drain: &Drain) -> Verdict {
+    not_ok(format!("draining: {}", drain.reason))
 }
 
 /// `/health`'s overall status.

@@ -11,7 +11,10 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-pub use snapshot::{CheckView, LastRun, Published, ReloadRecord, Reloads, Snapshot, Verdict};
+pub use snapshot::{
+    CheckView, Drain, DrainMode, LastRun, Published, RECENT_RUNS, ReloadRecord, Reloads, Snapshot,
+    Verdict,
+};
 pub use state::{CheckState, Status, Transition};
 
 use crate::config::{Change, Check};
@@ -36,6 +39,7 @@ pub struct Health {
     index: HashMap<Arc<str>, usize>,
     started: bool,
     reloads: Reloads,
+    drain: Option<Drain>,
 }
 
 #[derive(Debug)]
@@ -83,6 +87,7 @@ impl Health {
                         let mut replaced = entry(slot, state, previous.view.since);
                         if let Some(view) = Arc::get_mut(&mut replaced.view) {
                             view.last = previous.view.last.clone();
+                            view.recent = previous.view.recent.clone();
                         }
                         replaced
                     }
@@ -109,6 +114,13 @@ impl Health {
             return None;
         }
         let transition = entry.state.record(outcome, now);
+        let run = Arc::new(LastRun {
+            at,
+            duration: outcome.duration,
+            failure: outcome.failure,
+            message: outcome.message.clone(),
+            http_status: outcome.http_status,
+        });
         let state = &entry.state;
         let updated = CheckView {
             status: state.status(),
@@ -122,13 +134,8 @@ impl Health {
             ever_passed: state.ever_passed(),
             provisional: state.provisional(),
             cert_not_after: outcome.cert_not_after.or(entry.view.cert_not_after),
-            last: Some(LastRun {
-                at,
-                duration: outcome.duration,
-                failure: outcome.failure,
-                message: outcome.message.clone(),
-                http_status: outcome.http_status,
-            }),
+            last: Some(run.clone()),
+            recent: recent(&entry.view.recent, run),
             ..CheckView::clone(&entry.view)
         };
         entry.view = Arc::new(updated);
@@ -146,6 +153,14 @@ impl Health {
         self.reloads.last = Some(record);
     }
 
+    /// Starts (`Some`) or ends (`None`) a drain. A shutdown's drain is final:
+    /// it replaces an operator's, and nothing replaces it.
+    pub fn set_drain(&mut self, drain: Option<Drain>) {
+        if !self.drain.as_ref().is_some_and(|d| d.shutdown) {
+            self.drain = drain;
+        }
+    }
+
     /// The view of `name`, if it is configured with this `generation`
     /// (results of a replaced definition are not its own).
     pub fn current(&self, name: &str, generation: u64) -> Option<&CheckView> {
@@ -159,7 +174,10 @@ impl Health {
         let checks: Vec<Arc<CheckView>> = self.entries.iter().map(|e| e.view.clone()).collect();
         self.started = self.started || aggregate::startup_done(&checks);
         let liveness = aggregate::liveness(&checks, self.started);
-        let readiness = aggregate::readiness(&checks, self.started);
+        let readiness = match &self.drain {
+            Some(drain) => aggregate::draining(drain),
+            None => aggregate::readiness(&checks, self.started),
+        };
         let startup = aggregate::startup(&checks, self.started);
         let overall = aggregate::overall(&checks, &liveness, &readiness);
         Snapshot {
@@ -170,6 +188,7 @@ impl Health {
             startup,
             overall,
             reloads: self.reloads.clone(),
+            drain: self.drain.clone(),
         }
     }
 
@@ -198,10 +217,22 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
         provisional: state.provisional(),
         cert_not_after: None,
         last: None,
+        recent: Arc::new([]),
     };
     Entry {
         generation: slot.generation,
         state,
         view: Arc::new(view),
     }
+}
+
+/// `previous` with `run` appended, keeping the latest [`RECENT_RUNS`].
+fn recent(previous: &[Arc<LastRun>], run: Arc<LastRun>) -> Arc<[Arc<LastRun>]> {
+    let skip = (previous.len() + 1).saturating_sub(snapshot::RECENT_RUNS);
+    previous
+        .iter()
+        .skip(skip)
+        .cloned()
+        .chain(std::iter::once(run))
+        .collect()
 }

@@ -6,13 +6,58 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use tokio::sync::watch;
 
 use super::Status;
 use crate::config::Group;
 use crate::probe::Category;
 
-/// Where the latest snapshot lives: one writer (the engine), many lock-free readers.
-pub type Published = Arc<ArcSwap<Snapshot>>;
+/// Where the latest snapshot lives: one writer (the engine), many lock-free
+/// readers, and a change signal for those that stream (gRPC Watch).
+#[derive(Clone)]
+pub struct Published(Arc<Cell>);
+
+struct Cell {
+    current: ArcSwap<Snapshot>,
+    changes: watch::Sender<u64>,
+}
+
+impl Published {
+    /// A cell holding `first`.
+    pub fn new(first: Snapshot) -> Self {
+        Self(Arc::new(Cell {
+            current: ArcSwap::from_pointee(first),
+            changes: watch::Sender::new(0),
+        }))
+    }
+
+    /// The latest snapshot (lock-free).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.current.load()
+    }
+
+    /// The latest snapshot, to keep.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.0.current.load_full()
+    }
+
+    /// Publishes `next` and wakes every subscriber.
+    pub fn store(&self, next: Snapshot) {
+        self.0.current.store(Arc::new(next));
+        self.0.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes after this call wake the receiver (several may coalesce into one wake-up).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.changes.subscribe()
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Published").field(&self.load()).finish()
+    }
+}
 
 /// Everything the endpoints need, computed once per publish.
 #[derive(Debug, Clone)]
@@ -32,6 +77,31 @@ pub struct Snapshot {
     pub overall: Status,
     /// What the config reloads did.
     pub reloads: Reloads,
+    /// Set while readiness is failed on purpose (shutdown or maintenance).
+    pub drain: Option<Drain>,
+}
+
+/// Readiness failed on purpose: a shutdown in progress, or an operator's
+/// drain or maintenance (`POST /admin/drain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drain {
+    /// Why, as the endpoints show it.
+    pub reason: String,
+    /// What the agent-check says: `drain` or `maint`.
+    pub mode: DrainMode,
+    /// When it began.
+    pub since: SystemTime,
+    /// Started by SIGTERM/SIGINT: cannot be undone.
+    pub shutdown: bool,
+}
+
+/// How hard traffic is turned away (HAProxy's two states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainMode {
+    /// No new traffic; existing sessions may finish.
+    Drain,
+    /// Out of rotation entirely.
+    Maintenance,
 }
 
 /// The record of config reloads since start.
@@ -94,8 +164,13 @@ pub struct CheckView {
     /// later run fails before the handshake.
     pub cert_not_after: Option<SystemTime>,
     /// The latest run, if any.
-    pub last: Option<LastRun>,
+    pub last: Option<Arc<LastRun>>,
+    /// The latest runs, oldest first, at most [`RECENT_RUNS`] (for the admin API).
+    pub recent: Arc<[Arc<LastRun>]>,
 }
+
+/// How many runs each check keeps for `/api/checks/{name}`.
+pub const RECENT_RUNS: usize = 10;
 
 impl CheckView {
     /// Whether the check takes part in `group`.

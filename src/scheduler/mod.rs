@@ -14,13 +14,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{Change, Check, Diff, Schedule};
-use crate::health::{CheckView, Health, Published, ReloadRecord, Slot, Status, Transition};
+use crate::health::{CheckView, Drain, Health, Published, ReloadRecord, Slot, Status, Transition};
 use crate::probe::{self, Outcome, Probe};
 
 /// Messages waiting for the collector; probe tasks wait when it is full.
@@ -54,6 +53,7 @@ enum Message {
     /// A new check set and the reload that brought it, applied in one snapshot.
     Reconfigure(Vec<Slot>, ReloadRecord),
     Reloaded(ReloadRecord),
+    Drain(Option<Drain>),
 }
 
 /// One probe result on its way to the collector.
@@ -117,7 +117,7 @@ impl Engine {
             })
             .collect();
         let mut health = Health::new(&slots, Instant::now());
-        let published: Published = Arc::new(ArcSwap::from_pointee(health.snapshot()));
+        let published = Published::new(health.snapshot());
         let (tx, rx) = mpsc::channel(QUEUE);
         let collector = Task(tokio::spawn(collect(
             rx,
@@ -204,6 +204,12 @@ impl Engine {
         let _ = self.tx.send(Message::Reloaded(record)).await;
     }
 
+    /// A handle that starts and ends drains (for the admin endpoint and the
+    /// shutdown sequence).
+    pub fn drains(&self) -> Drains {
+        Drains(self.tx.clone())
+    }
+
     fn spawn(&self, slot: Slot) -> Running {
         let probe = (self.factory)(&slot.check);
         let task = tokio::spawn(run_check(
@@ -218,6 +224,17 @@ impl Engine {
             generation: slot.generation,
             _task: Task(task),
         }
+    }
+}
+
+/// Starts and ends drains; see [`Health::set_drain`].
+#[derive(Clone)]
+pub struct Drains(mpsc::Sender<Message>);
+
+impl Drains {
+    /// Sets the drain; published with the next snapshot.
+    pub async fn set(&self, drain: Option<Drain>) {
+        let _ = self.0.send(Message::Drain(drain)).await;
     }
 }
 
@@ -295,9 +312,10 @@ async fn collect(
                     observer.on_reload(&record);
                     health.record_reload(record);
                 }
+                Message::Drain(drain) => health.set_drain(drain),
             }
         }
-        published.store(Arc::new(health.snapshot()));
+        published.store(health.snapshot());
         tokio::time::sleep(MIN_PUBLISH_GAP).await;
     }
 }

@@ -1,56 +1,143 @@
-//! The load-balancer listener: serves the verdict endpoints from the published
-//! snapshot. A bounded number of connections, a header read timeout, and a
-//! bounded graceful shutdown.
+//! The listeners. Every one of them only reads the published snapshot.
+//!
+//! | listener        | serves                                                        |
+//! |-----------------|---------------------------------------------------------------|
+//! | `listen`        | `/livez` `/readyz` `/startupz` `/health` ([`routes`])          |
+//! | `admin_listen`  | the same, `/metrics`, `/admin/drain`, `/api/checks` ([`admin`]) |
+//! | `grpc_listen`   | `grpc.health.v1.Health` Check, Watch, List ([`grpc`])         |
+//! | `agent_listen`  | HAProxy agent-check, one line per connection ([`agent`])      |
+//!
+//! HTTP listeners share one accept loop: a bounded number of connections, a
+//! header (and TLS handshake) timeout, optional TLS whose files are re-read
+//! when they change, and a bounded graceful shutdown.
 
+pub mod admin;
+pub mod agent;
+pub mod grpc;
+mod listeners;
 pub mod routes;
+pub mod tls;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
-use crate::health::Published;
+pub use listeners::{ListenerError, Listeners};
 
-/// Most connections served at once; more are closed on accept.
+use crate::config::Secret;
+use crate::health::{Drain, Published, Snapshot};
+
+/// Most connections served at once per listener; more are closed on accept.
 const MAX_CONNECTIONS: usize = 1024;
-/// A client must send its request headers within this time.
+/// A client must finish the TLS handshake, then send its request headers, within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the listener could not start.
+/// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
+#[error("cannot listen on {addr} (`{key}`): {source}")]
 pub struct BindError {
+    /// The config key of the listener.
+    pub key: &'static str,
     /// The address.
     pub addr: SocketAddr,
     /// The cause.
     pub source: std::io::Error,
 }
 
-/// Binds the listener.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+/// Binds a listener.
+pub async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| BindError { addr, source })
+        .map_err(|source| BindError { key, addr, source })
 }
 
 /// Renders the Prometheus text exposition for `/metrics`.
 pub type RenderMetrics = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 
-/// What the endpoints read.
+/// Starts (`Some`) or ends (`None`) a drain.
+pub type SetDrain =
+    Arc<dyn Fn(Option<Drain>) -> crate::probe::BoxFuture<'static, ()> + Send + Sync>;
+
+/// What every listener reads: the verdicts, and the settings a reload may change.
 #[derive(Clone)]
-pub struct Endpoints {
+pub struct Context {
     /// The verdicts.
     pub published: Published,
-    /// `/metrics`, when served on this listener.
-    pub metrics: Option<RenderMetrics>,
+    /// `/metrics` on the admin listener.
+    pub metrics: RenderMetrics,
+    /// `/admin/drain`.
+    pub set_drain: SetDrain,
+    /// Failing readiness answers served while draining.
+    pub seen: Arc<DrainSeen>,
+    /// Token, weights and TLS, swapped whole on reload.
+    pub settings: Arc<ArcSwap<Settings>>,
+}
+
+/// The listener settings a reload applies without rebinding.
+#[derive(Default)]
+pub struct Settings {
+    /// Bearer token for the admin listener.
+    pub admin_token: Option<Secret>,
+    /// Agent-check weight while a non-critical check is not passing.
+    pub agent_weight_on_warn: Option<u8>,
+    /// TLS of the load-balancer and gRPC listeners.
+    pub tls: Option<Arc<tls::TlsFiles>>,
+    /// TLS of the admin listener.
+    pub admin_tls: Option<Arc<tls::TlsFiles>>,
+}
+
+/// Counts failing readiness answers (any dialect) rendered from a draining
+/// snapshot: the shutdown waits until the load balancer has been seen asking.
+#[derive(Debug, Default)]
+pub struct DrainSeen {
+    count: AtomicU64,
+    notify: Notify,
+}
+
+impl DrainSeen {
+    /// Counts one answer if `snapshot` is draining.
+    pub fn answered(&self, snapshot: &Snapshot) {
+        if snapshot.drain.is_some() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Answers counted so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the count reaches `target`.
+    pub async fn reached(&self, target: u64) {
+        loop {
+            let notified = self.notify.notified();
+            if self.count() >= target {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A verdict endpoint's answer (both HTTP listeners), counting a failing
+/// `/readyz` toward the drain.
+fn verdicts(ctx: &Context, method: &http::Method, uri: &http::Uri) -> routes::Response {
+    let snapshot = ctx.published.load();
+    let response = routes::respond(&snapshot, method, uri);
+    if uri.path() == "/readyz" && !snapshot.readiness.ok {
+        ctx.seen.answered(&snapshot);
+    }
+    response
 }
 
 /// A listener being served; see [`Listening::stop`].
@@ -62,6 +149,19 @@ pub struct Listening {
 }
 
 impl Listening {
+    /// Runs `serve(listener, stopped)` in a task of its own.
+    fn spawn<F>(listener: TcpListener, serve: impl FnOnce(TcpListener, Stopped) -> F) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<Duration>();
+        let task = tokio::spawn(serve(listener, stopped));
+        Listening { addr, stop, task }
+    }
+
     /// Stops accepting, lets in-flight requests finish for at most `grace`, and waits.
     pub async fn stop(self, grace: Duration) {
         let _ = self.stop.send(grace);
@@ -69,34 +169,43 @@ impl Listening {
     }
 }
 
-/// Serves `listener` in a task of its own until stopped.
-pub fn spawn(listener: TcpListener, endpoints: Endpoints) -> Listening {
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<Duration>();
-    let task = tokio::spawn(serve(listener, endpoints, stopped));
-    Listening { addr, stop, task }
-}
+/// Yields the grace period when the listener is to stop.
+type Stopped = tokio::sync::oneshot::Receiver<Duration>;
 
-/// Serves until `shutdown` yields the grace period (or its sender is
-/// dropped: no grace), then lets in-flight requests finish within it.
-pub async fn serve(
+/// Serves HTTP (1.1 and 2, TLS when `tls` yields an acceptor for the
+/// connection) with `service` until stopped, then lets in-flight requests
+/// finish within the grace period.
+async fn serve_http<S, B>(
     listener: TcpListener,
-    endpoints: Endpoints,
-    shutdown: impl Future<Output = Result<Duration, tokio::sync::oneshot::error::RecvError>>,
-) {
+    tls: impl Fn() -> Option<tokio_rustls::TlsAcceptor>,
+    service: S,
+    stopped: Stopped,
+) where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder);
+    // Flipped to true at stop; the sender's `closed()` resolves once every
+    // connection task has dropped its receiver.
+    let (closing, open) = tokio::sync::watch::channel(false);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
+    tokio::pin!(stopped);
     let grace = loop {
         let stream = tokio::select! {
-            grace = &mut shutdown => break grace.unwrap_or_default(),
+            grace = &mut stopped => break grace.unwrap_or_default(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
@@ -110,29 +219,54 @@ pub async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        let endpoints = endpoints.clone();
-        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let response = match (&endpoints.metrics, request.uri().path()) {
-                (Some(render), "/metrics") => routes::metrics(request.method(), render()),
-                _ => routes::respond(&endpoints.published.load(), request.method(), request.uri()),
-            };
-            std::future::ready(Ok::<_, Infallible>(response))
-        });
-        let connection = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
+        let (builder, service, mut open) = (builder.clone(), service.clone(), open.clone());
+        let acceptor = tls();
         tokio::spawn(async move {
-            let _ = connection.await;
+            let Some(acceptor) = acceptor else {
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                finish(conn, &mut open).await;
+                drop(slot);
+                return;
+            };
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    finish(conn, &mut open).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
             drop(slot);
         });
     };
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(open);
+    let _ = closing.send(true);
+    if tokio::time::timeout(grace, closing.closed()).await.is_err() {
         tracing::warn!(grace = ?grace, "in-flight requests did not finish in time; closing them");
+    }
+}
+
+/// Serves `conn` to its end; when the listener stops, finishes the request
+/// in flight and closes (HTTP/1 keep-alive ends, HTTP/2 sends GOAWAY).
+async fn finish<I, S, B>(
+    conn: hyper_util::server::conn::auto::Connection<'_, I, S, TokioExecutor>,
+    open: &mut tokio::sync::watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { open.wait_for(|closing| *closing).await.is_ok() } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }

@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Method, Response, StatusCode, Uri};
+use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
@@ -22,8 +22,11 @@ use crate::health::{CheckView, Reloads, Snapshot, Status, Verdict, aggregate};
 const TEXT: &str = "text/plain; charset=utf-8";
 const HEALTH_JSON: &str = "application/health+json";
 
+/// What every HTTP endpoint answers with.
+pub type Response = http::Response<Full<Bytes>>;
+
 /// The response to `method uri`, from `snapshot`.
-pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
+pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response {
     let endpoint = match uri.path() {
         "/livez" => Some((Group::Liveness, &snapshot.liveness)),
         "/readyz" => Some((Group::Readiness, &snapshot.readiness)),
@@ -32,7 +35,7 @@ pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response<Full
         _ => return plain(StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
     };
     if method != Method::GET && method != Method::HEAD {
-        return method_not_allowed();
+        return method_not_allowed("GET, HEAD");
     }
     match endpoint {
         Some((group, verdict)) if verbose(uri) => plain(
@@ -45,9 +48,9 @@ pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response<Full
 }
 
 /// `/metrics`: the Prometheus text exposition (rendered by the caller).
-pub fn metrics(method: &Method, body: Vec<u8>) -> Response<Full<Bytes>> {
+pub fn metrics(method: &Method, body: Vec<u8>) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return method_not_allowed();
+        return method_not_allowed("GET, HEAD");
     }
     let mut response = plain(StatusCode::OK, Bytes::from(body));
     response.headers_mut().insert(
@@ -57,14 +60,15 @@ pub fn metrics(method: &Method, body: Vec<u8>) -> Response<Full<Bytes>> {
     response
 }
 
-fn method_not_allowed() -> Response<Full<Bytes>> {
+/// 405, with the methods `path` allows.
+pub fn method_not_allowed(allow: &'static str) -> Response {
     let mut response = plain(
         StatusCode::METHOD_NOT_ALLOWED,
         Bytes::from_static(b"method not allowed\n"),
     );
     response
         .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        .insert(ALLOW, HeaderValue::from_static(allow));
     response
 }
 
@@ -121,7 +125,7 @@ fn list(snapshot: &Snapshot, group: Group, verdict: &Verdict) -> String {
 }
 
 /// IETF draft "Health Check Response Format for HTTP APIs".
-fn health_json(snapshot: &Snapshot) -> Response<Full<Bytes>> {
+fn health_json(snapshot: &Snapshot) -> Response {
     let mut checks = Map::new();
     for check in &snapshot.checks {
         checks.insert(
@@ -210,8 +214,8 @@ fn component(check: &CheckView) -> Value {
     c
 }
 
-fn plain(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn plain(status: StatusCode, body: Bytes) -> Response {
+    let mut response = http::Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));

@@ -321,6 +321,11 @@ fn register_gauges(meter: &Meter, published: Published) {
             "1 once /startupz answers 200 (latched).",
             |s| s.startup.ok,
         ),
+        (
+            "healthgate.draining",
+            "1 while readiness is failed on purpose: a shutdown's drain, or POST /admin/drain.",
+            |s| s.drain.is_some(),
+        ),
     ] {
         let p = published.clone();
         meter

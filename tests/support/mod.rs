@@ -283,7 +283,12 @@ where
 /// A running `healthgate run` process; killed on drop.
 pub struct Gateway {
     pub child: tokio::process::Child,
+    /// The load-balancer listener.
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/api`, `/admin`).
+    pub admin: SocketAddr,
+    pub grpc: Option<SocketAddr>,
+    pub agent: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -329,27 +334,48 @@ pub async fn start_gateway_env(
     tokio::spawn(async move {
         let mut reader = BufReader::new(stderr).lines();
         let mut tx = Some(tx);
+        let mut addrs = Addrs::default();
         while let Ok(Some(line)) = reader.next_line().await {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(listen) = v.get("listen").and_then(|l| l.as_str()) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(listen.parse::<SocketAddr>().unwrap()).await;
-                    }
+                let addr = |key: &str| {
+                    v.get(key)
+                        .and_then(|l| l.as_str())
+                        .map(|l| l.parse::<SocketAddr>().unwrap())
+                };
+                addrs.lb = addrs.lb.or(addr("listen"));
+                addrs.admin = addrs.admin.or(addr("admin_listen"));
+                addrs.grpc = addrs.grpc.or(addr("grpc_listen"));
+                addrs.agent = addrs.agent.or(addr("agent_listen"));
+                if v.get("message").and_then(|m| m.as_str()) == Some("started")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addrs).await;
                 }
             }
             lines.lock().unwrap().push(line);
         }
     });
-    let addr = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+    let addrs = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
-        .expect("the gateway did not log its address in time")
+        .expect("the gateway did not log its addresses in time")
         .expect("the gateway exited before serving");
     Gateway {
         child,
-        addr,
+        addr: addrs.lb.expect("no `listen` logged"),
+        admin: addrs.admin.expect("no `admin_listen` logged"),
+        grpc: addrs.grpc,
+        agent: addrs.agent,
         dir,
         log,
     }
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Addrs {
+    lb: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
+    agent: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -386,6 +412,27 @@ pub struct TestPki {
     /// A client certificate and key signed by the CA (PEM).
     pub client_cert_pem: String,
     pub client_key_pem: String,
+    /// The leaf's chain (leaf, CA) and key as PEM, for the gateway's own listeners.
+    pub server_chain_pem: String,
+    pub server_key_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestPki {
+    /// Another leaf for localhost / 127.0.0.1 from the same CA, valid until
+    /// `year`-01-01: (chain PEM, key PEM).
+    pub fn leaf(&self, year: i32) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        let leaf = params.signed_by(&key, &self.issuer).unwrap();
+        (
+            format!("{}{}", leaf.pem(), self.ca_pem),
+            key.serialize_pem(),
+        )
+    }
 }
 
 pub fn test_pki() -> TestPki {
@@ -438,6 +485,9 @@ pub fn test_pki() -> TestPki {
         server_mtls: Arc::new(server_mtls),
         client_cert_pem: client.pem(),
         client_key_pem: client_key.serialize_pem(),
+        server_chain_pem: format!("{}{}", leaf.pem(), ca.pem()),
+        server_key_pem: leaf_key.serialize_pem(),
+        issuer,
     }
 }
 

@@ -1,0 +1,277 @@
+//! The admin listener: everything the load-balancer listener serves, plus
+//!
+//! | path                 | method        | does                                             |
+//! |----------------------|---------------|--------------------------------------------------|
+//! | `/metrics`           | GET           | Prometheus text exposition                        |
+//! | `/api/checks`        | GET           | every check's state (JSON)                        |
+//! | `/api/checks/{name}` | GET           | one check, with its latest runs                   |
+//! | `/admin/drain`       | GET           | the drain in force, if any                        |
+//! | `/admin/drain`       | POST          | fail readiness on purpose: `{"reason": "...", "mode": "drain" or "maint"}` (body optional) |
+//! | `/admin/drain`       | DELETE        | end an operator's drain                           |
+//!
+//! With `server.admin.token_file` set, every request needs
+//! `Authorization: Bearer <token>` (compared in constant time), else 401.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{Context, routes};
+use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
+
+/// Largest `/admin/drain` request body read.
+const MAX_BODY: usize = 4096;
+/// Longest drain reason kept (it goes into every readiness answer).
+const MAX_REASON: usize = 200;
+
+/// Answers one admin request.
+pub async fn handle(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if !authorized(&ctx, &request) {
+        let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    match path.as_str() {
+        "/metrics" => routes::metrics(&method, (ctx.metrics)()),
+        "/admin/drain" => drain(&ctx, request).await,
+        "/api/checks" => get_only(&method, || json_response(&checks(&ctx.published.load()))),
+        _ => match path.strip_prefix("/api/checks/") {
+            Some(name) => get_only(&method, || {
+                let snapshot = ctx.published.load();
+                match snapshot.checks.iter().find(|c| &*c.name == name) {
+                    Some(check) => json_response(&check_json(check, true)),
+                    None => text(StatusCode::NOT_FOUND, "no such check\n"),
+                }
+            }),
+            None => super::verdicts(&ctx, &method, request.uri()),
+        },
+    }
+}
+
+/// No token configured, or the request carries it.
+fn authorized(ctx: &Context, request: &Request<Incoming>) -> bool {
+    let settings = ctx.settings.load();
+    let Some(token) = &settings.admin_token else {
+        return true;
+    };
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    bool::from(presented.ct_eq(token.expose().as_bytes()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+async fn drain(ctx: &Context, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let current = ctx.published.load().drain.clone();
+    if method == Method::GET || method == Method::HEAD {
+        return json_response(&drain_json(current.as_ref()));
+    }
+    if method != Method::POST && method != Method::DELETE {
+        return routes::method_not_allowed("GET, HEAD, POST, DELETE");
+    }
+    if method == Method::DELETE {
+        if current.as_ref().is_some_and(|d| d.shutdown) {
+            return shutting_down();
+        }
+        (ctx.set_drain)(None).await;
+        tracing::info!("drain ended by the admin API");
+        return json_response(&drain_json(None));
+    }
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body over 4 KiB\n"),
+    };
+    let asked: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DrainRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(asked) => asked,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "expected {{\"reason\": \"...\", \"mode\": \"drain\" | \"maint\"}}: {e}\n"
+                    ),
+                );
+            }
+        }
+    };
+    let mode = match asked.mode.as_deref() {
+        None | Some("drain") => DrainMode::Drain,
+        Some("maint") => DrainMode::Maintenance,
+        Some(other) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("mode {other:?}: expected \"drain\" or \"maint\"\n"),
+            );
+        }
+    };
+    // Looked at after the body arrived: a shutdown may have begun meanwhile.
+    if ctx
+        .published
+        .load()
+        .drain
+        .as_ref()
+        .is_some_and(|d| d.shutdown)
+    {
+        return shutting_down();
+    }
+    let reason = clean_reason(
+        asked
+            .reason
+            .as_deref()
+            .unwrap_or("drained by the admin API"),
+    );
+    tracing::info!(%reason, mode = ?mode, "drain started by the admin API");
+    let drain = Drain {
+        reason,
+        mode,
+        since: SystemTime::now(),
+        shutdown: false,
+    };
+    let shown = drain_json(Some(&drain));
+    (ctx.set_drain)(Some(drain)).await;
+    json_response(&shown)
+}
+
+fn shutting_down() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::CONFLICT,
+        "shutting down: the drain cannot be changed\n",
+    )
+}
+
+/// One line of printable text, bounded: it is repeated in every readiness answer.
+fn clean_reason(reason: &str) -> String {
+    let line: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON)
+        .collect();
+    line.trim().to_owned()
+}
+
+fn drain_json(drain: Option<&Drain>) -> Value {
+    match drain {
+        None => json!({ "draining": false }),
+        Some(d) => json!({
+            "draining": true,
+            "reason": d.reason,
+            "mode": match d.mode { DrainMode::Drain => "drain", DrainMode::Maintenance => "maint" },
+            "since": rfc3339(d.since),
+            "shutdown": d.shutdown,
+        }),
+    }
+}
+
+fn checks(snapshot: &Snapshot) -> Value {
+    json!({
+        "started": snapshot.started,
+        "liveness": verdict(&snapshot.liveness),
+        "readiness": verdict(&snapshot.readiness),
+        "startup": verdict(&snapshot.startup),
+        "drain": drain_json(snapshot.drain.as_ref()),
+        "checks": snapshot.checks.iter().map(|c| check_json(c, false)).collect::<Vec<_>>(),
+    })
+}
+
+fn verdict(v: &crate::health::Verdict) -> Value {
+    json!({ "ok": v.ok, "reason": String::from_utf8_lossy(&v.reason) })
+}
+
+/// A check's state; with `runs`, its latest runs too (newest first).
+fn check_json(c: &CheckView, runs: bool) -> Value {
+    let mut out = json!({
+        "name": &*c.name,
+        "kind": c.kind,
+        "status": c.status.as_str(),
+        "since": rfc3339(c.since),
+        "critical": c.critical,
+        "groups": c.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "consecutiveSuccesses": c.consecutive_successes,
+        "consecutiveFailures": c.consecutive_failures,
+        "everPassed": c.ever_passed,
+        "provisional": c.provisional,
+        "last": c.last.as_deref().map(run_json),
+    });
+    if let Some(not_after) = c.cert_not_after {
+        out["certNotAfter"] = json!(rfc3339(not_after));
+    }
+    if runs {
+        out["recent"] = c.recent.iter().rev().map(|r| run_json(r)).collect();
+    }
+    out
+}
+
+fn run_json(r: &LastRun) -> Value {
+    let mut out = json!({
+        "time": rfc3339(r.at),
+        "durationMs": (r.duration.as_secs_f64() * 1e6).round() / 1e3,
+        "result": if r.failure.is_some() { "fail" } else { "pass" },
+        "message": r.message,
+    });
+    if let Some(category) = r.failure {
+        out["category"] = json!(category.as_str());
+    }
+    if let Some(status) = r.http_status {
+        out["httpStatus"] = json!(status);
+    }
+    out
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn get_only(
+    method: &Method,
+    respond: impl FnOnce() -> Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    if method == Method::GET || method == Method::HEAD {
+        respond()
+    } else {
+        routes::method_not_allowed("GET, HEAD")
+    }
+}
+
+fn json_response(value: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+    )));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

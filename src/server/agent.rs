@@ -1,0 +1,103 @@
+//! HAProxy agent-check (`agent-check agent-port N` on a server line): one
+//! ASCII line per connection, then close.
+//!
+//! | state                                   | line                    |
+//! |-----------------------------------------|-------------------------|
+//! | ready                                   | `up ready`              |
+//! | ready, a non-critical check not passing, `weight_on_warn = 50` | `up ready 50%` |
+//! | not ready (or not started)              | `down ready #<reason>`  |
+//! | draining (shutdown or `/admin/drain`)   | `drain #<reason>`       |
+//! | maintenance (`/admin/drain` `maint`)    | `maint #<reason>`       |
+//!
+//! `ready` lifts a `drain` or `maint` HAProxy still holds from an earlier
+//! answer; with `weight_on_warn` set, `up` always carries a weight (`100%`
+//! when all is well), since HAProxy keeps the last weight it was told.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{Context, Stopped};
+use crate::health::{DrainMode, Snapshot, Status};
+
+/// Longest a client may take to read the line.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections answered at once.
+const MAX_CONNECTIONS: usize = 256;
+/// Longest reason put on a line.
+const MAX_REASON: usize = 200;
+
+/// Answers each connection with the current state until stopped.
+pub async fn serve(listener: TcpListener, ctx: Context, stopped: Stopped) {
+    let slots = std::sync::Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(stopped);
+    loop {
+        let mut stream = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "agent-check accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let snapshot = ctx.published.load();
+        let weight = ctx.settings.load().agent_weight_on_warn;
+        let line = line(&snapshot, weight);
+        if !snapshot.readiness.ok {
+            ctx.seen.answered(&snapshot);
+        }
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                stream.write_all(line.as_bytes()).await?;
+                stream.shutdown().await
+            })
+            .await;
+            drop(slot);
+        });
+    }
+}
+
+/// The agent's answer for `snapshot`.
+pub fn line(snapshot: &Snapshot, weight_on_warn: Option<u8>) -> String {
+    if let Some(drain) = &snapshot.drain {
+        let word = match drain.mode {
+            DrainMode::Drain => "drain",
+            DrainMode::Maintenance => "maint",
+        };
+        return format!("{word} #{}\n", reason(&drain.reason));
+    }
+    if !snapshot.readiness.ok {
+        let why = String::from_utf8_lossy(&snapshot.readiness.reason);
+        return format!("down ready #{}\n", reason(&why));
+    }
+    match weight_on_warn {
+        None => "up ready\n".to_owned(),
+        Some(weight) => {
+            let degraded = snapshot.checks.iter().any(|c| c.status != Status::Pass);
+            let weight = if degraded { weight } else { 100 };
+            format!("up ready {weight}%\n")
+        }
+    }
+}
+
+/// Printable ASCII on one line, bounded.
+fn reason(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_REASON)
+        .collect()
+}
