@@ -342,3 +342,99 @@ command = ["false"]
         );
     }
 }
+
+#[test]
+fn listener_settings_are_checked() {
+    // An admin listener reachable from other hosts needs a token or mTLS.
+    assert_rejected(
+        "[server]\nadmin_listen = \"0.0.0.0:8091\"\n",
+        &[
+            "key `server.admin_listen`",
+            "reachable from other hosts",
+            "token_file",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let (code, stderr) = validate(
+        "healthgate.toml",
+        &format!(
+            "[server]\nadmin_listen = \"0.0.0.0:8091\"\n[server.admin]\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "with a token: {stderr}");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    assert_rejected(
+        &format!("[server.admin]\ntoken_file = \"{}\"\n", empty.display()),
+        &["key `server.admin.token_file`", "is empty"],
+    );
+
+    // TLS files: missing, not PEM, and a key that is not the certificate's.
+    let pki = support::test_pki();
+    let cert = dir.path().join("tls.crt");
+    std::fs::write(&cert, &pki.server_chain_pem).unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not pem").unwrap();
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, pki.leaf(2030).1).unwrap();
+    assert_rejected(
+        &format!(
+            "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            dir.path().join("missing.crt").display(),
+            other_key.display()
+        ),
+        &["key `server.tls.cert_file`", "missing.crt"],
+    );
+    assert_rejected(
+        &format!(
+            "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            garbage.display()
+        ),
+        &["key `server.tls.key_file`", "private key"],
+    );
+    assert_rejected(
+        &format!(
+            "[server.admin.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nmin_version = \"1.1\"\n",
+            cert.display(),
+            other_key.display()
+        ),
+        &["key `server.admin.tls.min_version`"],
+    );
+    assert_rejected(
+        &format!(
+            "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            other_key.display()
+        ),
+        &["key `server.tls.key_file`", "does not go with"],
+    );
+
+    // Addresses and drain bounds.
+    assert_rejected(
+        "[server]\nlisten = \"127.0.0.1:9000\"\nagent_listen = \"127.0.0.1:9000\"\n",
+        &[
+            "key `server.agent_listen`",
+            "already used by `server.listen`",
+        ],
+    );
+    assert_rejected(
+        "[server.drain]\nmin = \"30s\"\nmax = \"10s\"\n",
+        &["key `server.drain.min`", "longer than server.drain.max"],
+    );
+    assert_rejected(
+        "[server.agent]\nweight_on_warn = 0\n",
+        &["key `server.agent.weight_on_warn`"],
+    );
+    assert_rejected(
+        "[server.drain]\nmax_time = \"10s\"\n",
+        &[
+            "key `server.drain.max_time`",
+            "expected one of `min`, `max`",
+        ],
+    );
+}

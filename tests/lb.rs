@@ -695,7 +695,7 @@ async fn tls_and_mtls_listeners_with_certificate_rotation() {
     let ca = write("ca.crt", &pki.ca_pem);
     let gw = start_gateway(&toml(
         &format!(
-            "[server.tls]\ncert_file = \"{c}\"\nkey_file = \"{k}\"\n\
+            "grpc_listen = \"127.0.0.1:0\"\n[server.tls]\ncert_file = \"{c}\"\nkey_file = \"{k}\"\n\
              [server.admin.tls]\ncert_file = \"{c}\"\nkey_file = \"{k}\"\nclient_ca_file = \"{a}\"\nmin_version = \"1.3\"",
             c = cert.display(),
             k = key.display(),
@@ -717,6 +717,25 @@ async fn tls_and_mtls_listeners_with_certificate_rotation() {
         refused.contains("UnknownIssuer") || refused.contains("invalid peer certificate"),
         "{refused}"
     );
+
+    // gRPC health over the same TLS, as Envoy or a gRPC-aware load balancer dials it.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{}", gw.grpc.unwrap()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.into_inner().status, serving(ServingStatus::Serving));
 
     // mTLS on the admin listener: no client certificate, no request.
     assert!(
@@ -781,6 +800,58 @@ async fn tls_and_mtls_listeners_with_certificate_rotation() {
     .await;
     assert_eq!(
         tls_get(&trusting, gw.addr, "/readyz").await.unwrap().0,
+        StatusCode::OK
+    );
+}
+
+/// The address a listener logged last under `key` (reloads log new ones).
+fn last_logged_addr(gw: &Gateway, key: &str) -> Option<SocketAddr> {
+    gw.logs().iter().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        v.get(key)?.as_str()?.parse().ok()
+    })
+}
+
+#[tokio::test]
+async fn a_reload_applies_tokens_and_opens_and_closes_listeners() {
+    let gw = start_gateway(&toml("", "")).await;
+    assert_eq!(
+        admin(gw.admin, "GET", "/metrics", None, "").await.0,
+        StatusCode::OK
+    );
+    let token = gw.dir.path().join("token");
+    std::fs::write(&token, "fresh-token").unwrap();
+    std::fs::write(
+        gw.config_path(),
+        toml(
+            &format!(
+                "agent_listen = \"127.0.0.1:0\"\n[server.admin]\ntoken_file = \"{}\"",
+                token.display()
+            ),
+            "",
+        ),
+    )
+    .unwrap();
+    eventually(WITHIN, "the token required", || async {
+        admin(gw.admin, "GET", "/metrics", None, "").await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(
+        admin(gw.admin, "GET", "/metrics", Some("fresh-token"), "")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let agent = last_logged_addr(&gw, "agent_listen").expect("the agent listener opened");
+    assert_eq!(agent_line(agent).await, "up ready\n");
+
+    std::fs::write(gw.config_path(), toml("", "")).unwrap();
+    eventually(WITHIN, "the agent listener closed", || async {
+        TcpStream::connect(agent).await.is_err()
+    })
+    .await;
+    assert_eq!(
+        admin(gw.admin, "GET", "/metrics", None, "").await.0,
         StatusCode::OK
     );
 }
