@@ -855,3 +855,57 @@ async fn a_reload_applies_tokens_and_opens_and_closes_listeners() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn an_open_watch_sees_the_drain_and_does_not_hold_up_the_exit() {
+    let mut gw = start_gateway(&toml(
+        "grpc_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"30s\"\n\
+         [server.drain]\nmin = \"0s\"\nmax = \"10s\"\nobserved_probes = 1",
+        "",
+    ))
+    .await;
+    let mut watch = grpc_client(gw.grpc.unwrap())
+        .await
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(WITHIN, watch.message())
+            .await
+            .expect("a Watch message in time")
+            .unwrap()
+    };
+    assert_eq!(
+        next().await.unwrap().status,
+        serving(ServingStatus::Serving)
+    );
+    let signalled = tokio::time::Instant::now();
+    gw.signal(Signal::SIGTERM);
+    // The Watch's NOT_SERVING is the observed probe that ends the drain.
+    assert_eq!(
+        next().await.unwrap().status,
+        serving(ServingStatus::NotServing)
+    );
+    assert_eq!(
+        next().await,
+        None,
+        "the stream ends when the listeners close"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), gw.child.wait())
+        .await
+        .expect("exits well before shutdown_timeout")
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert!(logged(
+        &gw,
+        "drained: the failing readiness was served 1 time(s)"
+    ));
+}

@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 
 use hyper::body::Incoming;
+use tokio_stream::wrappers::WatchStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -98,7 +99,7 @@ fn response(status: ServingStatus) -> HealthCheckResponse {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+type Watching = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Health for GrpcHealth {
@@ -114,7 +115,7 @@ impl Health for GrpcHealth {
         Ok(Response::new(response(status)))
     }
 
-    type WatchStream = WatchStream;
+    type WatchStream = Watching;
 
     async fn watch(
         &self,
@@ -123,17 +124,24 @@ impl Health for GrpcHealth {
         let service = request.into_inner().service;
         let ctx = self.ctx.clone();
         let mut last = None;
-        // Yields at once, then on every publish; only changes are sent.
-        let changes = tokio_stream::wrappers::WatchStream::new(ctx.published.subscribe());
-        let stream = changes.filter_map(move |_| {
-            let snapshot = ctx.published.load();
-            let now = status(&snapshot, &service).unwrap_or(ServingStatus::ServiceUnknown);
-            (last != Some(now)).then(|| {
-                count(&ctx, &snapshot, &service, now);
-                last = Some(now);
-                Ok(response(now))
-            })
-        });
+        // Yields at once, then on every publish; only changes are sent. Ends
+        // when the listeners close, so an open Watch never holds up the exit.
+        let changes = WatchStream::new(ctx.published.subscribe()).map(|_| true);
+        let closing = WatchStream::new(ctx.closing.subscribe())
+            .filter(|closing| *closing)
+            .map(|_| false);
+        let stream = changes
+            .merge(closing)
+            .take_while(|open| *open)
+            .filter_map(move |_| {
+                let snapshot = ctx.published.load();
+                let now = status(&snapshot, &service).unwrap_or(ServingStatus::ServiceUnknown);
+                (last != Some(now)).then(|| {
+                    count(&ctx, &snapshot, &service, now);
+                    last = Some(now);
+                    Ok(response(now))
+                })
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -144,6 +144,7 @@ impl Listeners {
 
     /// Stops every listener; in-flight requests get `grace` to finish.
     pub async fn stop(self, grace: Duration) {
+        self.ctx.closing.send_replace(true);
         let mut all = vec![self.lb.stop(grace), self.admin.stop(grace)];
         all.extend(self.grpc.map(|l| l.stop(grace)));
         all.extend(self.agent.map(|l| l.stop(grace)));

@@ -80,6 +80,8 @@ pub struct Context {
     pub seen: Arc<DrainSeen>,
     /// Token, weights and TLS, swapped whole on reload.
     pub settings: Arc<ArcSwap<Settings>>,
+    /// Set when the listeners close: long-lived answers (gRPC Watch) end.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The listener settings a reload applies without rebinding.
