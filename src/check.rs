@@ -148,3 +148,33 @@ pub fn select(checks: Vec<Check>, names: &[String]) -> Result<Vec<Check>, String
         .filter(|c| names.iter().any(|n| *n == *c.name))
         .collect())
 }
+
+/// A check of the gateway's own `path` on `server.listen` (an unspecified
+/// address becomes loopback). The certificate is not verified over TLS: the
+/// peer is this host's own listener.
+pub fn own_endpoint(server: &crate::config::Server, path: &str) -> Result<Check, String> {
+    let mut addr = server.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let scheme = if server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let toml = format!(
+        "[[checks]]\nname = \"healthgate{}\"\ntype = \"http\"\nurl = \"{scheme}://{addr}{path}\"\n\
+         timeout = \"2s\"\ntls.insecure_skip_verify = true\n",
+        path.replace('/', "-")
+    );
+    let config = crate::config::load_str(std::path::Path::new("self.toml"), &toml)
+        .map_err(|e| e.to_string())?;
+    config
+        .checks
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no check built".to_owned())
+}

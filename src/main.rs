@@ -48,6 +48,16 @@ enum Command {
         #[arg(long = "check", value_name = "NAME")]
         checks: Vec<String>,
     },
+    /// Ask the running gateway for one of its verdicts over its own listener
+    /// (`server.listen`, TLS when `server.tls` is set); exit 0 on 200, 1
+    /// otherwise. For a container `HEALTHCHECK` in an image without curl.
+    Get {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The endpoint.
+        #[arg(default_value = "/livez", value_parser = ["/livez", "/readyz", "/startupz", "/health"])]
+        path: String,
+    },
     /// Load and validate the config; exit 2 listing every problem.
     Validate(ConfigArg),
     /// Run the gateway beside a toy upstream whose health can be toggled.
@@ -128,6 +138,27 @@ async fn dispatch(command: Command) -> ExitCode {
                 ExitCode::from(EXIT_CHECK_FAILED)
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        Command::Get { config, path } => {
+            let loaded = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            match healthgate::check::own_endpoint(&loaded.server, &path) {
+                Ok(check) => {
+                    let rows = healthgate::check::run_once(&[check]).await;
+                    print!("{}", healthgate::check::table(&rows));
+                    if healthgate::check::any_critical_failed(&rows) {
+                        ExitCode::from(EXIT_CHECK_FAILED)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(message) => {
+                    eprintln!("healthgate: {message}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
         }
         Command::Run(arg) => match load_text(&arg) {

@@ -298,3 +298,45 @@ async fn startup_holds_readiness_until_its_checks_pass_once() {
         "startup is latched"
     );
 }
+
+#[tokio::test]
+async fn get_asks_the_running_gateway_for_a_verdict() {
+    let target = TestServer::start().await;
+    let gw = start_gateway(&gateway_toml(&format!(
+        "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n",
+        target.url("/flip")
+    )))
+    .await;
+    // The config on disk says port 0: point `get` at the bound port instead.
+    let own = gateway_toml("").replace("127.0.0.1:0\"\nadmin", &format!("{}\"\nadmin", gw.addr));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.toml");
+    std::fs::write(&path, own).unwrap();
+    let get = |endpoint: &'static str| {
+        let path = path.clone();
+        async move {
+            tokio::process::Command::new(bin())
+                .args(["get", "--config", path.to_str().unwrap(), endpoint])
+                .output()
+                .await
+                .unwrap()
+                .status
+                .code()
+        }
+    };
+    eventually(WITHIN, "ready", || async {
+        get("/readyz").await == Some(0)
+    })
+    .await;
+    target.set_flip(503);
+    eventually(WITHIN, "not ready", || async {
+        get("/readyz").await == Some(1)
+    })
+    .await;
+    assert_eq!(get("/livez").await, Some(0), "liveness has no checks here");
+    drop(gw);
+    eventually(WITHIN, "nothing listening: exit 1", || async {
+        get("/livez").await == Some(1)
+    })
+    .await;
+}
