@@ -3,8 +3,9 @@
 //! ports and paths against the config in the same folder), not by eye.
 //!
 //! Tools: kubernetes-validate and jsonschema (PyPI), promtool and amtool
-//! (Debian), systemd-analyze; required under CI (`.ci/run` installs them),
-//! skipped with a message otherwise. kubectl (for `kustomize`) is optional:
+//! (Debian), systemd-analyze, and the prometheus-operator CRD schemas from
+//! npm (`tests/crd`); required under CI (`.ci/run` installs them), skipped
+//! with a message otherwise. kubectl (for `kustomize`) is optional:
 //! the rendered manifests are committed under `deploy/kubernetes/rendered/`
 //! and validated always; with kubectl present they must match a fresh render.
 
@@ -118,6 +119,19 @@ fn kubernetes_manifests_validate_against_current_schemas() {
         4,
         "{out}"
     );
+    // The prometheus-operator resources against their CRD schemas.
+    if repo("tests/crd/node_modules").exists() {
+        let out = run(Command::new("node")
+            .arg(repo("tests/crd/validate.mjs"))
+            .args(KUBE_FILES.iter().map(|f| repo(f))));
+        assert_eq!(out.matches("PASSED").count(), 8, "{out}");
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/crd/node_modules is missing under CI: .ci/run must `npm ci --prefix tests/crd`"
+        );
+        eprintln!("SKIPPED: CRD schemas; run `npm ci --prefix tests/crd`");
+    }
     if Command::new("kubectl")
         .arg("version")
         .arg("--client")
