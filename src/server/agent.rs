@@ -36,14 +36,7 @@ pub async fn serve(listener: TcpListener, ctx: Context, stopped: Stopped) {
     loop {
         let mut stream = tokio::select! {
             _ = &mut stopped => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "agent-check accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            stream = super::next_connection(&listener) => stream,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;

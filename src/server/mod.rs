@@ -208,15 +208,7 @@ async fn serve_http<S, B>(
     let grace = loop {
         let stream = tokio::select! {
             grace = &mut stopped => break grace.unwrap_or_default(),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            stream = next_connection(&listener) => stream,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
@@ -246,6 +238,20 @@ async fn serve_http<S, B>(
     let _ = closing.send(true);
     if tokio::time::timeout(grace, closing.closed()).await.is_err() {
         tracing::warn!(grace = ?grace, "in-flight requests did not finish in time; closing them");
+    }
+}
+
+/// The next connection, backing off on accept errors (typically EMFILE:
+/// out of descriptors) instead of spinning.
+async fn next_connection(listener: &TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return stream,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
