@@ -199,7 +199,7 @@ async fn apply(
         .reconfigure(&current.server, &new.server, grace)
         .await
     {
-        tracing::error!(%error, still_serving_on = %listeners.lb_addr(), "config reload rejected");
+        tracing::error!(%error, still_serving_on = ?listeners.lb_addr(), "config reload rejected");
         return Some(record(
             false,
             format!("rejected: {error}; the previous listeners keep serving"),

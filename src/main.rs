@@ -134,11 +134,7 @@ async fn dispatch(command: Command) -> ExitCode {
             } else {
                 print!("{}", healthgate::check::table(&rows));
             }
-            if healthgate::check::any_critical_failed(&rows) {
-                ExitCode::from(EXIT_CHECK_FAILED)
-            } else {
-                ExitCode::SUCCESS
-            }
+            exit_code(&rows)
         }
         Command::Get { config, path } => {
             let loaded = match load(&config) {
@@ -149,11 +145,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 Ok(check) => {
                     let rows = healthgate::check::run_once(&[check]).await;
                     print!("{}", healthgate::check::table(&rows));
-                    if healthgate::check::any_critical_failed(&rows) {
-                        ExitCode::from(EXIT_CHECK_FAILED)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
+                    exit_code(&rows)
                 }
                 Err(message) => {
                     eprintln!("healthgate: {message}");
@@ -185,6 +177,15 @@ async fn dispatch(command: Command) -> ExitCode {
             );
             serve(&config, &text, loaded).await
         }
+    }
+}
+
+/// 0 when every critical check passed, else 1.
+fn exit_code(rows: &[healthgate::check::Row]) -> ExitCode {
+    if healthgate::check::any_critical_failed(rows) {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

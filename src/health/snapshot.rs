@@ -53,12 +53,6 @@ impl Published {
     }
 }
 
-impl std::fmt::Debug for Published {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Published").field(&self.load()).finish()
-    }
-}
-
 /// Everything the endpoints need, computed once per publish.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

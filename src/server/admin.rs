@@ -256,10 +256,10 @@ fn get_only(
     }
 }
 
+/// Admin answers are never cached either.
 fn json_response(value: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec_pretty(value).unwrap_or_default(),
-    )));
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut response = routes::plain(StatusCode::OK, Bytes::from(body));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -267,11 +267,5 @@ fn json_response(value: &Value) -> Response<Full<Bytes>> {
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    routes::plain(status, Bytes::from(body.to_owned()))
 }

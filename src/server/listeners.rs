@@ -30,12 +30,10 @@ pub enum ListenerError {
     },
 }
 
-/// The running listeners.
+/// The running listeners, one slot per [`Kind`] (the load-balancer and
+/// admin slots are always filled).
 pub struct Listeners {
-    lb: Listening,
-    admin: Listening,
-    grpc: Option<Listening>,
-    agent: Option<Listening>,
+    running: [Option<Listening>; 4],
     ctx: Context,
 }
 
@@ -69,32 +67,37 @@ impl Kind {
 
 const KINDS: [Kind; 4] = [Kind::Lb, Kind::Admin, Kind::Grpc, Kind::Agent];
 
+/// Binds the listener of each kind whose address `wanted` gives.
+async fn bind_all(
+    wanted: impl Fn(Kind) -> Option<SocketAddr>,
+) -> Result<Vec<(Kind, TcpListener)>, BindError> {
+    let mut bound = Vec::new();
+    for kind in KINDS {
+        if let Some(addr) = wanted(kind) {
+            bound.push((kind, bind(kind.key(), addr).await?));
+        }
+    }
+    Ok(bound)
+}
+
 impl Listeners {
     /// Loads the TLS files and binds every configured listener, then serves them.
     pub async fn start(server: &Server, ctx: Context) -> Result<Self, ListenerError> {
         ctx.settings.store(Arc::new(settings(server, None)?));
-        let lb = bind(Kind::Lb.key(), server.listen).await?;
-        let admin = bind(Kind::Admin.key(), server.admin_listen).await?;
-        let grpc = match server.grpc_listen {
-            Some(addr) => Some(bind(Kind::Grpc.key(), addr).await?),
-            None => None,
-        };
-        let agent = match server.agent_listen {
-            Some(addr) => Some(bind(Kind::Agent.key(), addr).await?),
-            None => None,
-        };
-        Ok(Self {
-            lb: spawn(Kind::Lb, lb, &ctx),
-            admin: spawn(Kind::Admin, admin, &ctx),
-            grpc: grpc.map(|l| spawn(Kind::Grpc, l, &ctx)),
-            agent: agent.map(|l| spawn(Kind::Agent, l, &ctx)),
+        let bound = bind_all(|kind| kind.address(server)).await?;
+        let mut listeners = Self {
+            running: [None, None, None, None],
             ctx,
-        })
+        };
+        for (kind, listener) in bound {
+            listeners.running[kind as usize] = Some(spawn(kind, listener, &listeners.ctx));
+        }
+        Ok(listeners)
     }
 
     /// Where the load-balancer listener is.
-    pub fn lb_addr(&self) -> SocketAddr {
-        self.lb.addr
+    pub fn lb_addr(&self) -> Option<SocketAddr> {
+        self.running[Kind::Lb as usize].as_ref().map(|l| l.addr)
     }
 
     /// Moves from `old`'s listeners to `new`'s. Changed addresses are bound
@@ -108,32 +111,16 @@ impl Listeners {
     ) -> Result<(), ListenerError> {
         let previous = self.ctx.settings.load_full();
         let settings = settings(new, Some(&previous))?;
-        let mut bound = Vec::new();
-        for kind in KINDS {
-            let (before, after) = (kind.address(old), kind.address(new));
-            if before != after
-                && let Some(addr) = after
-            {
-                bound.push((kind, bind(kind.key(), addr).await?));
-            }
-        }
+        let changed = |kind: Kind| kind.address(old) != kind.address(new);
+        let bound = bind_all(|kind| kind.address(new).filter(|_| changed(kind))).await?;
         self.ctx.settings.store(Arc::new(settings));
-        for kind in KINDS {
-            if kind.address(old) == kind.address(new) {
-                continue;
-            }
-            let replaced = match bound.iter().position(|(k, _)| *k == kind) {
-                Some(i) => {
-                    let (_, listener) = bound.swap_remove(i);
-                    let listening = spawn(kind, listener, &self.ctx);
-                    match kind {
-                        Kind::Lb => Some(std::mem::replace(&mut self.lb, listening)),
-                        Kind::Admin => Some(std::mem::replace(&mut self.admin, listening)),
-                        _ => self.slot(kind).replace(listening),
-                    }
-                }
-                None => self.slot(kind).take(),
-            };
+        // Both in KINDS order: a changed kind has a new listener unless it was turned off.
+        let mut bound = bound.into_iter().peekable();
+        for kind in KINDS.into_iter().filter(|k| changed(*k)) {
+            let listening = bound
+                .next_if(|(k, _)| *k == kind)
+                .map(|(_, listener)| spawn(kind, listener, &self.ctx));
+            let replaced = std::mem::replace(&mut self.running[kind as usize], listening);
             if let Some(old) = replaced {
                 tracing::info!(key = kind.key(), previous = %old.addr, "listener closed");
                 tokio::spawn(old.stop(grace));
@@ -145,18 +132,8 @@ impl Listeners {
     /// Stops every listener; in-flight requests get `grace` to finish.
     pub async fn stop(self, grace: Duration) {
         self.ctx.closing.send_replace(true);
-        let mut all = vec![self.lb.stop(grace), self.admin.stop(grace)];
-        all.extend(self.grpc.map(|l| l.stop(grace)));
-        all.extend(self.agent.map(|l| l.stop(grace)));
-        for stopping in all {
-            stopping.await;
-        }
-    }
-
-    fn slot(&mut self, kind: Kind) -> &mut Option<Listening> {
-        match kind {
-            Kind::Grpc => &mut self.grpc,
-            _ => &mut self.agent,
+        for listening in self.running.into_iter().flatten() {
+            listening.stop(grace).await;
         }
     }
 }

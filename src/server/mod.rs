@@ -131,12 +131,12 @@ impl DrainSeen {
     }
 }
 
-/// A verdict endpoint's answer (both HTTP listeners), counting a failing
-/// `/readyz` toward the drain.
+/// A verdict endpoint's answer (both HTTP listeners), counting a `/readyz`
+/// 503 toward the drain.
 fn verdicts(ctx: &Context, method: &http::Method, uri: &http::Uri) -> routes::Response {
     let snapshot = ctx.published.load();
     let response = routes::respond(&snapshot, method, uri);
-    if uri.path() == "/readyz" && !snapshot.readiness.ok {
+    if response.status() == http::StatusCode::SERVICE_UNAVAILABLE && uri.path() == "/readyz" {
         ctx.seen.answered(&snapshot);
     }
     response

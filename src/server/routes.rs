@@ -214,7 +214,8 @@ fn component(check: &CheckView) -> Value {
     c
 }
 
-fn plain(status: StatusCode, body: Bytes) -> Response {
+/// A `text/plain`, `no-store` response.
+pub fn plain(status: StatusCode, body: Bytes) -> Response {
     let mut response = http::Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
