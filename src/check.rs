@@ -62,6 +62,7 @@ pub async fn run_once(checks: &[Check]) -> Vec<Row> {
 
 fn row(check: &Check, outcome: Outcome) -> Row {
     let status = match (outcome.passed(), check.critical) {
+        (true, _) if outcome.warning.is_some() => Status::Warn,
         (true, _) => Status::Pass,
         (false, true) => Status::Fail,
         (false, false) => Status::Warn,
@@ -72,7 +73,7 @@ fn row(check: &Check, outcome: Outcome) -> Row {
         status,
         critical: check.critical,
         duration_ms: (outcome.duration.as_secs_f64() * 1e6).round() / 1e3,
-        category: outcome.failure.map(probe::Category::as_str),
+        category: outcome.category().map(probe::Category::as_str),
         message: outcome.message,
     }
 }

@@ -5,7 +5,8 @@
 //! - liveness: 200 until started, whatever the liveness checks say (as
 //!   Kubernetes holds liveness back during startup); then 503 when a critical
 //!   liveness check is `fail`.
-//! - readiness: 200 when started and every critical readiness check is `pass`.
+//! - readiness: 200 when started and no critical readiness check is `fail`
+//!   or `starting` (`warn` serves: degraded, not down).
 
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ pub fn overall(checks: &[Arc<CheckView>], live: &Verdict, ready: &Verdict) -> St
 }
 
 /// Whether `check` holds back `group`'s verdict: a critical member that has
-/// not passed once (startup), is not `pass` (readiness) or is `fail` (liveness).
+/// not passed once (startup), is `fail` or `starting` (readiness) or is `fail` (liveness).
 /// A check added by a reload holds back nothing until its first verdict.
 pub fn blocks(check: &CheckView, group: Group) -> bool {
     check.critical
@@ -89,7 +90,7 @@ pub fn blocks(check: &CheckView, group: Group) -> bool {
         && !check.provisional
         && match group {
             Group::Startup => !check.ever_passed,
-            Group::Readiness => check.status != Status::Pass,
+            Group::Readiness => matches!(check.status, Status::Fail | Status::Starting),
             Group::Liveness => check.status == Status::Fail,
         }
 }

@@ -118,6 +118,7 @@ impl Health {
             at,
             duration: outcome.duration,
             failure: outcome.failure,
+            warning: outcome.warning,
             message: outcome.message.clone(),
             http_status: outcome.http_status,
         });

@@ -182,6 +182,8 @@ pub struct LastRun {
     pub duration: Duration,
     /// `None` when it passed.
     pub failure: Option<Category>,
+    /// Set when it passed with a warning.
+    pub warning: Option<Category>,
     /// The probe's message.
     pub message: String,
     /// The HTTP status of the response, for http checks that got one.

@@ -4,6 +4,10 @@
 //! consecutive successes; `fail` (or `warn` for a non-critical check) after
 //! `failure_threshold` consecutive failures; in between the previous verdict
 //! stands. Failures inside the start period do not count; one success ends it.
+//!
+//! A run that passed with a warning counts as a success; while the verdict is
+//! healthy and the latest run warned, the check reports `warn` (which holds
+//! back no verdict).
 
 use std::time::Duration;
 
@@ -70,6 +74,8 @@ pub struct CheckState {
     /// End of the start period; `None` once it is over.
     start_period_ends: Option<Instant>,
     ever_passed: bool,
+    /// The latest counted run passed with a warning.
+    warned: bool,
 }
 
 impl CheckState {
@@ -87,6 +93,7 @@ impl CheckState {
             start_period_ends: (schedule.start_period > Duration::ZERO)
                 .then(|| now + schedule.start_period),
             ever_passed: false,
+            warned: false,
         }
     }
 
@@ -125,6 +132,7 @@ impl CheckState {
     pub fn record(&mut self, outcome: &Outcome, now: Instant) -> Option<Transition> {
         let from = self.status();
         if outcome.passed() {
+            self.warned = outcome.warning.is_some();
             self.start_period_ends = None;
             self.failures = 0;
             self.successes = self.successes.saturating_add(1);
@@ -150,6 +158,7 @@ impl CheckState {
     pub fn status(&self) -> Status {
         match self.healthy.or(self.inherited) {
             None => Status::Starting,
+            Some(true) if self.warned && self.healthy.is_some() => Status::Warn,
             Some(true) => Status::Pass,
             Some(false) if self.critical => Status::Fail,
             Some(false) => Status::Warn,
@@ -298,6 +307,25 @@ mod tests {
         s.record(&bad(), now);
         assert!(!s.provisional());
         assert_eq!(s.status(), Status::Fail);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_warning_counts_as_success_and_shows_as_warn() {
+        let now = Instant::now();
+        let warned = || Outcome::warn(Category::CertExpiring, "expires in 3 days");
+        let mut s = CheckState::new(&schedule(2, 1, Duration::ZERO), true, now);
+        assert_eq!(s.record(&warned(), now), None, "one of two successes");
+        assert_eq!(s.record(&warned(), now).map(|t| t.to), Some(Status::Warn));
+        assert_eq!(s.record(&ok(), now).map(|t| t.to), Some(Status::Pass));
+        assert_eq!(s.record(&bad(), now).map(|t| t.to), Some(Status::Fail));
+        // Recovering through warnings: two of them reach `warn`, not `pass`.
+        assert_eq!(s.record(&warned(), now), None);
+        assert_eq!(s.record(&warned(), now).map(|t| t.to), Some(Status::Warn));
+        // A warned replacement shows the inherited verdict, not `warn`, until its own.
+        let mut new = CheckState::replacing(&s, &schedule(2, 1, Duration::ZERO), true, now);
+        assert_eq!(new.status(), Status::Pass);
+        assert_eq!(new.record(&warned(), now), None);
+        assert_eq!(new.status(), Status::Pass);
     }
 
     #[tokio::test(start_paused = true)]

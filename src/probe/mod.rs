@@ -32,11 +32,15 @@ pub enum Category {
     ConnectTimeout,
     /// Any other connect failure (unreachable network, reset).
     Connect,
-    /// Connected, but no complete answer within the timeout.
+    /// Connected (or asked), but no complete answer within the timeout.
     Timeout,
-    /// The TLS handshake failed (bad certificate, wrong name, protocol).
+    /// The TLS handshake failed (bad certificate chain, wrong name, protocol).
     Tls,
-    /// The answer was not valid HTTP, or the connection broke mid-answer.
+    /// (warn) The earliest expiry in the certificate chain is within `expect.cert_min_validity`.
+    CertExpiring,
+    /// A certificate in the chain has expired (or is not yet valid).
+    CertExpired,
+    /// The answer was not valid HTTP (or gRPC, or DNS), or the connection broke mid-answer.
     Protocol,
     /// The HTTP status was not an accepted one.
     StatusMismatch,
@@ -48,35 +52,76 @@ pub enum Category {
     BodyTooLarge,
     /// A tcp exchange's answer did not match its `expect`, or the peer closed first.
     ResponseMismatch,
-    /// The command exited with another code, or was killed by a signal.
+    /// The gRPC health service answered `NOT_SERVING`.
+    GrpcNotServing,
+    /// The gRPC health service answered `UNKNOWN`.
+    GrpcUnknown,
+    /// The gRPC health service does not know the service name (`NOT_FOUND` or `SERVICE_UNKNOWN`).
+    GrpcServiceUnknown,
+    /// The health RPC itself failed with another gRPC status (e.g. `UNIMPLEMENTED`).
+    GrpcError,
+    /// The DNS answer's response code was not the expected one (e.g. `NXDOMAIN`, `SERVFAIL`).
+    DnsRcode,
+    /// The DNS answers did not hold what was expected.
+    DnsAnswerMismatch,
+    /// Disk or inode usage is above `warn_above` (warn) or `fail_above`.
+    DiskThreshold,
+    /// Memory usage or pressure is above `warn_above` (warn) or `fail_above`.
+    MemoryThreshold,
+    /// The figures of a disk or memory check could not be read.
+    ResourceRead,
+    /// The run passed but took longer than `expect.max_duration`.
+    Slow,
+    /// The command exited with another code (Nagios: 2 `CRITICAL`, 3 `UNKNOWN`), or was killed by a signal.
     ExecExitCode,
+    /// (warn) A Nagios-style command exited 1 (`WARNING`).
+    ExecWarning,
     /// The command's output did not contain or match what was expected.
     ExecOutputMismatch,
     /// The command did not finish within the timeout; its process group was killed.
     ExecTimeout,
     /// The command could not be started.
     ExecSpawn,
+    /// A push check's reporter said `warn` or `fail`.
+    Reported,
+    /// No report reached a push check within its `ttl`.
+    TtlExpired,
 }
 
 impl Category {
     /// Every category, for documentation and exporters.
-    pub const ALL: [Category; 16] = [
+    pub const ALL: [Category; 31] = [
         Category::Dns,
         Category::ConnectRefused,
         Category::ConnectTimeout,
         Category::Connect,
         Category::Timeout,
         Category::Tls,
+        Category::CertExpiring,
+        Category::CertExpired,
         Category::Protocol,
         Category::StatusMismatch,
         Category::BodyMismatch,
         Category::JsonMismatch,
         Category::BodyTooLarge,
         Category::ResponseMismatch,
+        Category::GrpcNotServing,
+        Category::GrpcUnknown,
+        Category::GrpcServiceUnknown,
+        Category::GrpcError,
+        Category::DnsRcode,
+        Category::DnsAnswerMismatch,
+        Category::DiskThreshold,
+        Category::MemoryThreshold,
+        Category::ResourceRead,
+        Category::Slow,
         Category::ExecExitCode,
+        Category::ExecWarning,
         Category::ExecOutputMismatch,
         Category::ExecTimeout,
         Category::ExecSpawn,
+        Category::Reported,
+        Category::TtlExpired,
     ];
 
     /// The category's name as shown in output and labels.
@@ -88,16 +133,31 @@ impl Category {
             Category::Connect => "connect",
             Category::Timeout => "timeout",
             Category::Tls => "tls",
+            Category::CertExpiring => "cert_expiring",
+            Category::CertExpired => "cert_expired",
             Category::Protocol => "protocol",
             Category::StatusMismatch => "status_mismatch",
             Category::BodyMismatch => "body_mismatch",
             Category::JsonMismatch => "json_mismatch",
             Category::BodyTooLarge => "body_too_large",
             Category::ResponseMismatch => "response_mismatch",
+            Category::GrpcNotServing => "grpc_not_serving",
+            Category::GrpcUnknown => "grpc_unknown",
+            Category::GrpcServiceUnknown => "grpc_service_unknown",
+            Category::GrpcError => "grpc_error",
+            Category::DnsRcode => "dns_rcode",
+            Category::DnsAnswerMismatch => "dns_answer_mismatch",
+            Category::DiskThreshold => "disk_threshold",
+            Category::MemoryThreshold => "memory_threshold",
+            Category::ResourceRead => "resource_read",
+            Category::Slow => "slow",
             Category::ExecExitCode => "exec_exit_code",
+            Category::ExecWarning => "exec_warning",
             Category::ExecOutputMismatch => "exec_output_mismatch",
             Category::ExecTimeout => "exec_timeout",
             Category::ExecSpawn => "exec_spawn",
+            Category::Reported => "reported",
+            Category::TtlExpired => "ttl_expired",
         }
     }
 }
@@ -113,6 +173,11 @@ impl std::fmt::Display for Category {
 pub struct Outcome {
     /// `None` when the run passed; why it failed otherwise.
     pub failure: Option<Category>,
+    /// Set when the run passed but something is wrong enough to show:
+    /// a certificate near expiry, a slow answer, a Nagios `WARNING`, a
+    /// threshold crossed. Counts as a success for thresholds; the check
+    /// reports `warn` (which fails no verdict).
+    pub warning: Option<Category>,
     /// A short human message (one line, bounded, never a secret).
     pub message: String,
     /// How long the run took.
@@ -177,6 +242,7 @@ impl Outcome {
     pub fn pass(message: impl Into<String>) -> Self {
         Self {
             failure: None,
+            warning: None,
             message: one_line(message.into()),
             duration: Duration::ZERO,
             http_status: None,
@@ -191,6 +257,7 @@ impl Outcome {
     pub fn fail(category: Category, message: impl Into<String>) -> Self {
         Self {
             failure: Some(category),
+            warning: None,
             message: one_line(message.into()),
             duration: Duration::ZERO,
             http_status: None,
@@ -199,6 +266,24 @@ impl Outcome {
             target: None,
             cert_not_after: None,
         }
+    }
+
+    /// A passing outcome with a warning (duration filled in by [`run`]).
+    pub fn warn(category: Category, message: impl Into<String>) -> Self {
+        Self {
+            warning: Some(category),
+            ..Self::pass(message)
+        }
+    }
+
+    /// `pass`, `warn` or `fail`, as labels and output show the run.
+    pub fn result(&self) -> &'static str {
+        result_name(self.failure, self.warning)
+    }
+
+    /// The category to show: the failure's, else the warning's.
+    pub fn category(&self) -> Option<Category> {
+        self.failure.or(self.warning)
     }
 
     /// The same outcome, noting the HTTP status it came with.
@@ -210,6 +295,15 @@ impl Outcome {
     /// Whether the run passed.
     pub fn passed(&self) -> bool {
         self.failure.is_none()
+    }
+}
+
+/// `pass`, `warn` or `fail` for a run that failed with `failure` or warned with `warning`.
+pub fn result_name(failure: Option<Category>, warning: Option<Category>) -> &'static str {
+    match (failure, warning) {
+        (Some(_), _) => "fail",
+        (None, Some(_)) => "warn",
+        (None, None) => "pass",
     }
 }
 

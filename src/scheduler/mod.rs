@@ -323,7 +323,9 @@ async fn collect(
 fn log_transition(view: &CheckView, t: Transition) {
     let last = view.last.as_ref();
     let reason = last.map_or("", |l| l.message.as_str());
-    let category = last.and_then(|l| l.failure).map_or("", |c| c.as_str());
+    let category = last
+        .and_then(|l| l.failure.or(l.warning))
+        .map_or("", |c| c.as_str());
     let (from, to) = (t.from.as_str(), t.to.as_str());
     match t.to {
         Status::Fail | Status::Warn => {

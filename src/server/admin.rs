@@ -229,10 +229,10 @@ fn run_json(r: &LastRun) -> Value {
     let mut out = json!({
         "time": rfc3339(r.at),
         "durationMs": (r.duration.as_secs_f64() * 1e6).round() / 1e3,
-        "result": if r.failure.is_some() { "fail" } else { "pass" },
+        "result": crate::probe::result_name(r.failure, r.warning),
         "message": r.message,
     });
-    if let Some(category) = r.failure {
+    if let Some(category) = r.failure.or(r.warning) {
         out["category"] = json!(category.as_str());
     }
     if let Some(status) = r.http_status {

@@ -4,7 +4,7 @@
 //! | state                                   | line                    |
 //! |-----------------------------------------|-------------------------|
 //! | ready                                   | `up ready`              |
-//! | ready, a non-critical check not passing, `weight_on_warn = 50` | `up ready 50%` |
+//! | ready, a check `warn` (a warning, or a failing non-critical check), `weight_on_warn = 50` | `up ready 50%` |
 //! | not ready (or not started)              | `down ready #<reason>`  |
 //! | draining (shutdown or `/admin/drain`)   | `drain #<reason>`       |
 //! | maintenance (`/admin/drain` `maint`)    | `maint #<reason>`       |

@@ -198,7 +198,7 @@ fn component(check: &CheckView) -> Value {
         c["observedValue"] =
             json!((last.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
         c["observedUnit"] = json!("ms");
-        if let Some(category) = last.failure {
+        if let Some(category) = last.failure.or(last.warning) {
             c["category"] = json!(category.as_str());
         }
     }

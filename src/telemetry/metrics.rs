@@ -165,7 +165,7 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn on_result(&self, check: &CheckView, outcome: &Outcome, transition: Option<Transition>) {
-        let result = if outcome.passed() { "pass" } else { "fail" };
+        let result = outcome.result();
         let mut labels = vec![
             KeyValue::new("check", check.name.to_string()),
             KeyValue::new("type", check.kind),
@@ -173,7 +173,7 @@ impl Observer for Recorder {
         ];
         self.duration
             .record(outcome.duration.as_secs_f64(), &labels);
-        if let Some(category) = outcome.failure {
+        if let Some(category) = outcome.category() {
             labels.push(KeyValue::new("category", category.as_str()));
         }
         self.runs.add(1, &labels);

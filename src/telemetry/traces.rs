@@ -101,7 +101,7 @@ impl Traces {
             KeyValue::new("healthgate.check.type", check.kind),
             KeyValue::new(
                 "healthgate.check.result",
-                if outcome.passed() { "pass" } else { "fail" },
+                outcome.result(),
             ),
             KeyValue::new("healthgate.check.status", check.status.as_str()),
         ];
@@ -120,6 +120,9 @@ impl Traces {
         }
         if let Some(category) = outcome.failure {
             attributes.push(KeyValue::new("error.type", category.as_str()));
+        }
+        if let Some(category) = outcome.warning {
+            attributes.push(KeyValue::new("healthgate.check.warning", category.as_str()));
         }
         if let Some(t) = transition {
             attributes.push(KeyValue::new(
