@@ -154,6 +154,49 @@ fn zero_thresholds() {
 }
 
 #[test]
+fn windows_paces_and_latency_expectations_are_checked() {
+    assert_rejected(
+        &format!("{HTTP}failure_window = {{ failures = 6, of = 5 }}\n"),
+        &[
+            "check \"api\"",
+            "key `failure_window`",
+            "1 <= failures <= of <= 64; got failures = 6, of = 5",
+        ],
+    );
+    assert_rejected(
+        "[defaults]\nsuccess_window = { successes = 1, of = 65 }\n",
+        &["key `defaults.success_window`", "of <= 64"],
+    );
+    assert_rejected(
+        &format!("{HTTP}failure_window = {{ failures = 2 }}\n"),
+        &["key `failure_window.of`", "missing; this key is required"],
+    );
+    assert_rejected(
+        &format!("{HTTP}start_interval = \"0s\"\nfailing_interval = \"0s\"\n"),
+        &["key `start_interval`", "key `failing_interval`"],
+    );
+    assert_rejected(
+        &format!("{HTTP}timeout = \"1s\"\nexpect.max_duration = \"2s\"\n"),
+        &["key `expect.max_duration`", "more than the timeout (1s)"],
+    );
+    assert_rejected(
+        &format!("{HTTP}expect.slow = \"warn\"\n"),
+        &["key `expect.slow`", "without `expect.max_duration`"],
+    );
+    assert_rejected(
+        &format!("{HTTP}expect.max_duration = \"200ms\"\nexpect.slow = \"maybe\"\n"),
+        &["key `expect.slow`", "`fail`", "`warn`"],
+    );
+    // Every type takes them, including tcp, which has no other expectations.
+    let (code, stderr) = validate(
+        "healthgate.toml",
+        "[[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"127.0.0.1:5432\"\nexpect.max_duration = \"100ms\"\nfailure_window = { failures = 3, of = 5 }\nstart_interval = \"1s\"\ndependency = true\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn malformed_toml_and_yaml() {
     let (code, stderr) = validate("healthgate.toml", "[server\nlisten = 1\n", &[]);
     assert_eq!(code, 2, "{stderr}");

@@ -87,6 +87,10 @@ async fn until(
     }
 }
 
+fn view(s: &Snapshot, name: &str) -> Arc<healthgate::health::CheckView> {
+    s.checks.iter().find(|c| &*c.name == name).unwrap().clone()
+}
+
 fn status(s: &Snapshot, name: &str) -> Status {
     s.checks.iter().find(|c| &*c.name == name).unwrap().status
 }
@@ -370,10 +374,6 @@ mod apply {
         )
     }
 
-    fn view(s: &Snapshot, name: &str) -> Arc<healthgate::health::CheckView> {
-        s.checks.iter().find(|c| &*c.name == name).unwrap().clone()
-    }
-
     const API: &str = "[[checks]]\nname = \"api\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\nfailure_threshold = 3\n";
     const EXTRA: &str = "[[checks]]\nname = \"extra\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\nfailure_threshold = 2\n";
 
@@ -501,4 +501,172 @@ mod apply {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(extra.runs().len(), runs, "its task stopped");
     }
+}
+
+/// The gaps between consecutive runs, in whole milliseconds.
+fn gaps(runs: &[Instant]) -> Vec<u128> {
+    runs.windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_millis())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pace_adapts_start_interval_then_interval_then_failing_interval_until_recovered() {
+    let toml = r#"
+[defaults]
+interval = "10s"
+start_interval = "1s"
+failing_interval = "2s"
+success_threshold = 2
+failure_threshold = 2
+[[checks]]
+name = "api"
+type = "tcp"
+address = "127.0.0.1:1"
+"#;
+    let api = Scripted::new(true);
+    let engine = engine(toml, std::slice::from_ref(&api));
+    let published = engine.published();
+    // First run within one start_interval (the jitter follows the faster pace).
+    until(&published, Duration::from_secs(1), |s| {
+        view(s, "api").last.is_some()
+    })
+    .await;
+    until(&published, Duration::from_secs(3), |s| {
+        status(s, "api") == Status::Pass
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    // Two runs 1 s apart reach the verdict, then 10 s apart.
+    assert_eq!(gaps(&api.runs())[..3], [1000, 10_000, 10_000]);
+
+    api.set(false);
+    let before = api.runs().len();
+    until(&published, Duration::from_secs(20), |s| {
+        status(s, "api") == Status::Fail
+    })
+    .await;
+    api.set(true);
+    until(&published, Duration::from_secs(20), |s| {
+        status(s, "api") == Status::Pass
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    let runs = api.runs();
+    // From the first failure: F (2s) F (2s) S (2s) S, then back to 10 s.
+    assert_eq!(
+        gaps(&runs[before..])[..5],
+        [2000, 2000, 2000, 10_000, 10_000],
+        "failing_interval while failing and recovering, interval once healthy"
+    );
+}
+
+/// Passes after `run_for`, like `Scripted`, for latency expectations.
+fn slow_probe(run_for: Duration) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        healthy: AtomicBool::new(true),
+        runs: Mutex::new(Vec::new()),
+        run_for,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn slower_than_max_duration_fails_or_warns_as_slow() {
+    let toml = r#"
+[defaults]
+interval = "1s"
+failure_threshold = 1
+[[checks]]
+name = "strict"
+type = "tcp"
+address = "127.0.0.1:1"
+expect.max_duration = "200ms"
+[[checks]]
+name = "lenient"
+type = "tcp"
+address = "127.0.0.1:1"
+expect = { max_duration = "200ms", slow = "warn" }
+[[checks]]
+name = "quick"
+type = "tcp"
+address = "127.0.0.1:1"
+expect.max_duration = "200ms"
+"#;
+    let probes = [
+        slow_probe(Duration::from_millis(300)),
+        slow_probe(Duration::from_millis(300)),
+        slow_probe(Duration::from_millis(150)),
+    ];
+    let engine = engine(toml, &probes);
+    let published = engine.published();
+    until(&published, Duration::from_secs(5), |s| {
+        s.checks.iter().all(|c| c.last.is_some())
+    })
+    .await;
+    let snap = published.load();
+    let strict = view(&snap, "strict");
+    assert_eq!(strict.status, Status::Fail);
+    let last = strict.last.as_ref().unwrap();
+    assert_eq!(last.failure, Some(Category::Slow));
+    assert!(
+        last.message
+            .starts_with("slow: took 300ms, more than 200ms"),
+        "{}",
+        last.message
+    );
+    let lenient = view(&snap, "lenient");
+    assert_eq!(lenient.status, Status::Warn);
+    let last = lenient.last.as_ref().unwrap();
+    assert_eq!((last.failure, last.warning), (None, Some(Category::Slow)));
+    assert_eq!(view(&snap, "quick").status, Status::Pass);
+    assert!(!snap.readiness.ok, "strict fails readiness");
+    assert_eq!(&snap.readiness.reason[..], b"not ready: strict fail");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_dependency_is_reported_but_fails_neither_readiness_nor_liveness() {
+    let toml = r#"
+[defaults]
+interval = "1s"
+failure_threshold = 1
+[[checks]]
+name = "api"
+type = "tcp"
+address = "127.0.0.1:1"
+groups = ["liveness", "readiness"]
+[[checks]]
+name = "db"
+type = "tcp"
+address = "127.0.0.1:1"
+groups = ["liveness", "readiness"]
+dependency = true
+"#;
+    let (api, db) = (Scripted::new(true), Scripted::new(true));
+    let engine = engine(toml, &[api.clone(), db.clone()]);
+    let published = engine.published();
+    until(&published, Duration::from_secs(5), |s| {
+        s.checks.iter().all(|c| c.status == Status::Pass)
+    })
+    .await;
+    assert_eq!(&published.load().readiness.reason[..], b"ok");
+    db.set(false);
+    until(&published, Duration::from_secs(5), |s| {
+        status(s, "db") == Status::Fail
+    })
+    .await;
+    let snap = published.load();
+    assert!(snap.readiness.ok && snap.liveness.ok);
+    assert_eq!(
+        &snap.readiness.reason[..],
+        b"ok (dependency failing, not counted: db fail)"
+    );
+    assert_eq!(snap.overall, Status::Warn, "/health still shows it");
+    // The service's own check still counts.
+    api.set(false);
+    until(&published, Duration::from_secs(5), |s| !s.readiness.ok).await;
+    assert_eq!(
+        &published.load().readiness.reason[..],
+        b"not ready: api fail"
+    );
+    assert!(!published.load().liveness.ok);
 }

@@ -401,6 +401,46 @@ pub struct DefaultsSection {
     /// Consecutive failures needed to reach `fail`.
     #[serde(default = "three")]
     pub failure_threshold: u32,
+    /// Time between runs until the check has its first verdict, so a new
+    /// instance becomes ready quickly (as Docker's `start_interval`). Off
+    /// unless set: `interval` applies.
+    #[serde(default, with = "humantime_serde")]
+    pub start_interval: Option<Duration>,
+    /// Time between runs while the latest run failed or the verdict is not
+    /// yet healthy again, so a failure is confirmed and a recovery seen
+    /// sooner (as Envoy's `unhealthy_interval`). Off unless set: `interval` applies.
+    #[serde(default, with = "humantime_serde")]
+    pub failing_interval: Option<Duration>,
+    /// Fail when at least `failures` of the last `of` runs failed, instead of
+    /// `failure_threshold` consecutive ones: a flapping target cannot hold a
+    /// healthy verdict by an occasional success. `of` is at most 64. Off unless set.
+    #[serde(default)]
+    pub failure_window: Option<FailureWindow>,
+    /// Pass when at least `successes` of the last `of` runs passed, instead
+    /// of `success_threshold` consecutive ones. Off unless set.
+    #[serde(default)]
+    pub success_window: Option<SuccessWindow>,
+}
+
+/// `failure_window = { failures = 3, of = 5 }`. The window starts empty at
+/// every verdict change, so each verdict is earned by runs made after the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureWindow {
+    /// Failed runs needed within the window.
+    pub failures: u32,
+    /// Length of the window, in runs (1-64).
+    pub of: u32,
+}
+
+/// `success_window = { successes = 4, of = 5 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessWindow {
+    /// Passed runs needed within the window.
+    pub successes: u32,
+    /// Length of the window, in runs (1-64).
+    pub of: u32,
 }
 
 impl Default for DefaultsSection {
@@ -412,6 +452,10 @@ impl Default for DefaultsSection {
             start_period: Duration::ZERO,
             success_threshold: 1,
             failure_threshold: 3,
+            start_interval: None,
+            failing_interval: None,
+            failure_window: None,
+            success_window: None,
         }
     }
 }
@@ -468,6 +512,56 @@ pub struct CheckCommon {
     /// Overrides `defaults.failure_threshold`.
     #[serde(default)]
     pub failure_threshold: Option<u32>,
+    /// Overrides `defaults.start_interval`.
+    #[serde(default, with = "humantime_serde")]
+    pub start_interval: Option<Duration>,
+    /// Overrides `defaults.failing_interval`.
+    #[serde(default, with = "humantime_serde")]
+    pub failing_interval: Option<Duration>,
+    /// Overrides `defaults.failure_window`.
+    #[serde(default)]
+    pub failure_window: Option<FailureWindow>,
+    /// Overrides `defaults.success_window`.
+    #[serde(default)]
+    pub success_window: Option<SuccessWindow>,
+    /// Marks a check of something every instance shares (a database, a
+    /// queue, an upstream API). A failing dependency check does not fail
+    /// readiness: it reports `fail` (metrics, alerts, `/health`) while
+    /// `/readyz` stays 200 with the failure named. Readiness that fails on a
+    /// shared dependency takes every instance out of rotation at once, and
+    /// a load balancer with nowhere to send traffic answers 503 for all of
+    /// it; serving and letting requests fail on the dependency is usually
+    /// better. Leave it `false` when an instance can fail the dependency on
+    /// its own (its own connection pool, its own credentials) and should then
+    /// leave rotation. Liveness is never affected by a dependency check.
+    /// Default `false`.
+    #[serde(default)]
+    pub dependency: bool,
+}
+
+/// `expect.max_duration` and `expect.slow`: a latency expectation every
+/// check type accepts in its `[checks.expect]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySection {
+    /// A run that passes but takes longer than this counts as `slow`. Off unless set.
+    #[serde(default, with = "humantime_serde")]
+    pub max_duration: Option<Duration>,
+    /// What a slow run is: `fail` (a failure, the default) or `warn` (a
+    /// success with a warning: the check reports `warn` and fails no verdict).
+    #[serde(default)]
+    pub slow: SlowMode,
+}
+
+/// How a run slower than `expect.max_duration` counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowMode {
+    /// As a failure (`slow`).
+    #[default]
+    Fail,
+    /// As a success with a warning (`slow`).
+    Warn,
 }
 
 fn default_groups() -> Vec<Group> {

@@ -58,6 +58,10 @@ pub struct Check {
     pub groups: Vec<Group>,
     /// Whether its failure fails its verdicts.
     pub critical: bool,
+    /// A shared dependency: its failure does not fail readiness.
+    pub dependency: bool,
+    /// Latency expectation applied to every run.
+    pub max_duration: Option<MaxDuration>,
     /// When and how often it runs, and how results become a verdict.
     pub schedule: Schedule,
     /// What it does.
@@ -98,6 +102,32 @@ pub struct Schedule {
     pub success_threshold: u32,
     /// Consecutive failures to `fail` (at least 1).
     pub failure_threshold: u32,
+    /// Time between runs until the first verdict.
+    pub start_interval: Option<Duration>,
+    /// Time between runs while failing or recovering.
+    pub failing_interval: Option<Duration>,
+    /// `count` failures of the last `of` runs to `fail`, instead of the consecutive threshold.
+    pub failure_window: Option<Window>,
+    /// `count` successes of the last `of` runs to `pass`, instead of the consecutive threshold.
+    pub success_window: Option<Window>,
+}
+
+/// `count` of the last `of` runs (1 <= count <= of <= 64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Runs needed.
+    pub count: u32,
+    /// Runs looked at.
+    pub of: u32,
+}
+
+/// `expect.max_duration` with `expect.slow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxDuration {
+    /// Slower passing runs are `slow`.
+    pub limit: Duration,
+    /// Whether `slow` fails or warns.
+    pub slow: super::model::SlowMode,
 }
 
 /// What a check does, parsed and ready to run.

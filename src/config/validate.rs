@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 
 use super::Problem;
 use super::model::{
-    CheckCommon, DefaultsSection, ExecSection, HttpSection, ReloadSection, ServerSection,
-    StatusPattern, TcpSection, TelemetrySection, TlsSection,
+    CheckCommon, DefaultsSection, ExecSection, HttpSection, LatencySection, ReloadSection,
+    ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsSection,
 };
 use super::resolved::*;
 
@@ -26,6 +26,8 @@ const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 const MAX_NAME_LEN: usize = 63;
+/// Longest k-of-n window, in runs (one bit each).
+const MAX_WINDOW: u32 = 64;
 /// Bound on re-parses of one table while collecting its problems.
 const MAX_PARSE_RETRIES: usize = 32;
 
@@ -190,6 +192,98 @@ impl Validator {
             ),
         ];
         self.rules(None, "defaults.", &rules);
+        self.cadence(
+            None,
+            "defaults.",
+            d.start_interval,
+            d.failing_interval,
+            d.failure_window.map(|w| (w.failures, w.of)),
+            d.success_window.map(|w| (w.successes, w.of)),
+        );
+    }
+
+    /// Rules on the adaptive intervals and the k-of-n windows.
+    fn cadence(
+        &mut self,
+        check: Option<&str>,
+        prefix: &str,
+        start_interval: Option<std::time::Duration>,
+        failing_interval: Option<std::time::Duration>,
+        failure_window: Option<(u32, u32)>,
+        success_window: Option<(u32, u32)>,
+    ) {
+        for (key, d) in [
+            ("start_interval", start_interval),
+            ("failing_interval", failing_interval),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                self.push(
+                    check,
+                    &format!("{prefix}{key}"),
+                    "must be more than 0s".into(),
+                );
+            }
+        }
+        for (key, field, window) in [
+            ("failure_window", "failures", failure_window),
+            ("success_window", "successes", success_window),
+        ] {
+            if let Some((count, of)) = window
+                && !(1 <= count && count <= of && of <= MAX_WINDOW)
+            {
+                self.push(
+                    check,
+                    &format!("{prefix}{key}"),
+                    format!(
+                        "needs 1 <= {field} <= of <= {MAX_WINDOW}; got {field} = {count}, of = {of}"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Takes `expect.max_duration` and `expect.slow` out of a check's table
+    /// (dropping an `expect` left empty). `None` when they are invalid;
+    /// `Some(None)` when not set.
+    fn latency(
+        &mut self,
+        check: Option<&str>,
+        table: &mut Map<String, Value>,
+    ) -> Option<Option<MaxDuration>> {
+        let Some(Value::Object(expect)) = table.get_mut("expect") else {
+            return Some(None);
+        };
+        let mut taken = Map::new();
+        for key in ["max_duration", "slow"] {
+            if let Some(value) = expect.remove(key) {
+                taken.insert(key.to_owned(), value);
+            }
+        }
+        if expect.is_empty() {
+            table.remove("expect");
+        }
+        if taken.is_empty() {
+            return Some(None);
+        }
+        let section: LatencySection = self.parse(check, "expect", &Value::Object(taken))?;
+        match section.max_duration {
+            Some(limit) if limit.is_zero() => {
+                self.push(check, "expect.max_duration", "must be more than 0s".into());
+                None
+            }
+            Some(limit) => Some(Some(MaxDuration {
+                limit,
+                slow: section.slow,
+            })),
+            None => {
+                self.push(
+                    check,
+                    "expect.slow",
+                    "has no effect without `expect.max_duration`".into(),
+                );
+                None
+            }
+        }
     }
 
     /// Rules on what a check sets itself; inherited defaults are checked once, under `defaults`.
@@ -210,6 +304,14 @@ impl Validator {
             ),
         ];
         self.rules(check, "", &rules);
+        self.cadence(
+            check,
+            "",
+            c.start_interval,
+            c.failing_interval,
+            c.failure_window.map(|w| (w.failures, w.of)),
+            c.success_window.map(|w| (w.successes, w.of)),
+        );
     }
 
     fn rules(&mut self, check: Option<&str>, prefix: &str, rules: &[(bool, &str, &str)]) {
@@ -265,6 +367,11 @@ impl Validator {
                 return None;
             }
         };
+        // `expect.max_duration` and `expect.slow` apply to every type: taken
+        // out here, the rest of `expect` is the probe's.
+        let mut table = table.clone();
+        let latency = self.latency(label, &mut table);
+        let table = &table;
         let allowed: Vec<&str> = common_keys.iter().chain(probe_keys).copied().collect();
         self.unknown_keys(label, "", table, &allowed);
         let (common, probe): (Map<_, _>, Map<_, _>) = table
@@ -297,12 +404,42 @@ impl Validator {
             failure_threshold: common
                 .failure_threshold
                 .unwrap_or(defaults.failure_threshold),
+            start_interval: common.start_interval.or(defaults.start_interval),
+            failing_interval: common.failing_interval.or(defaults.failing_interval),
+            failure_window: common
+                .failure_window
+                .or(defaults.failure_window)
+                .map(|w| Window {
+                    count: w.failures,
+                    of: w.of,
+                }),
+            success_window: common
+                .success_window
+                .or(defaults.success_window)
+                .map(|w| Window {
+                    count: w.successes,
+                    of: w.of,
+                }),
         };
         self.overrides(label, &common);
         let mut groups = common.groups;
         groups.sort();
         groups.dedup();
         let probe = probe?;
+        let max_duration = latency?;
+        if let Some(m) = max_duration
+            && m.limit > schedule.timeout
+        {
+            self.push(
+                label,
+                "expect.max_duration",
+                format!(
+                    "is more than the timeout ({}): a run that slow already fails as `timeout`",
+                    crate::probe::human(schedule.timeout)
+                ),
+            );
+            return None;
+        }
         let extra_roots = match &probe {
             ProbeSpec::Http(http) => http.tls.extra_roots.clone(),
             _ => Vec::new(),
@@ -311,6 +448,8 @@ impl Validator {
             name: Arc::from(common.name),
             groups,
             critical: common.critical,
+            dependency: common.dependency,
+            max_duration,
             schedule,
             probe,
             definition: Definition {

@@ -6,7 +6,10 @@
 //!   Kubernetes holds liveness back during startup); then 503 when a critical
 //!   liveness check is `fail`.
 //! - readiness: 200 when started and no critical readiness check is `fail`
-//!   or `starting` (`warn` serves: degraded, not down).
+//!   or `starting` (`warn` serves: degraded, not down). A failing
+//!   `dependency = true` check is named in the 200's body instead.
+//! - a `dependency = true` check never fails liveness or readiness; it still
+//!   gates startup (a rollout should not proceed while a dependency is down).
 
 use std::sync::Arc;
 
@@ -55,10 +58,21 @@ pub fn readiness(checks: &[Arc<CheckView>], started: bool) -> Verdict {
         return not_ok(format!("not ready: not started, waiting for {waiting}"));
     }
     let blockers = blocking(checks, Group::Readiness);
-    if blockers.is_empty() {
+    if !blockers.is_empty() {
+        return not_ok(format!("not ready: {blockers}"));
+    }
+    let ignored = names(
+        checks
+            .iter()
+            .filter(|c| c.dependency && c.in_group(Group::Readiness) && c.status == Status::Fail),
+    );
+    if ignored.is_empty() {
         ok()
     } else {
-        not_ok(format!("not ready: {blockers}"))
+        Verdict {
+            ok: true,
+            reason: Bytes::from(format!("ok (dependency failing, not counted: {ignored})")),
+        }
     }
 }
 
@@ -90,8 +104,11 @@ pub fn blocks(check: &CheckView, group: Group) -> bool {
         && !check.provisional
         && match group {
             Group::Startup => !check.ever_passed,
-            Group::Readiness => matches!(check.status, Status::Fail | Status::Starting),
-            Group::Liveness => check.status == Status::Fail,
+            Group::Readiness => {
+                check.status == Status::Starting
+                    || (check.status == Status::Fail && !check.dependency)
+            }
+            Group::Liveness => check.status == Status::Fail && !check.dependency,
         }
 }
 

@@ -210,6 +210,7 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
         kind: check.probe.kind(),
         groups: check.groups.clone(),
         critical: check.critical,
+        dependency: check.dependency,
         status: state.status(),
         since,
         consecutive_successes: 0,

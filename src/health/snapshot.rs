@@ -142,6 +142,8 @@ pub struct CheckView {
     pub groups: Vec<Group>,
     /// Whether it is critical.
     pub critical: bool,
+    /// A shared dependency: its failure does not fail readiness or liveness.
+    pub dependency: bool,
     /// Current status.
     pub status: Status,
     /// When the status last changed (or the check was created).

@@ -5,6 +5,10 @@
 //! `failure_threshold` consecutive failures; in between the previous verdict
 //! stands. Failures inside the start period do not count; one success ends it.
 //!
+//! With `failure_window` (`success_window`) set, `fail` (`pass`) comes instead
+//! after that many failures (successes) among the last `of` counted runs;
+//! the window starts empty at each verdict change.
+//!
 //! A run that passed with a warning counts as a success; while the verdict is
 //! healthy and the latest run warned, the check reports `warn` (which holds
 //! back no verdict).
@@ -13,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Schedule;
+use crate::config::{Schedule, Window};
 use crate::probe::Outcome;
 
 /// A check's reported status.
@@ -76,6 +80,12 @@ pub struct CheckState {
     ever_passed: bool,
     /// The latest counted run passed with a warning.
     warned: bool,
+    failure_window: Option<Window>,
+    success_window: Option<Window>,
+    /// Counted runs since the last verdict change, newest in bit 0, 1 = failed.
+    history: u64,
+    /// How many bits of `history` hold runs (at most 64).
+    recorded: u32,
 }
 
 impl CheckState {
@@ -94,6 +104,10 @@ impl CheckState {
                 .then(|| now + schedule.start_period),
             ever_passed: false,
             warned: false,
+            failure_window: schedule.failure_window,
+            success_window: schedule.success_window,
+            history: 0,
+            recorded: 0,
         }
     }
 
@@ -131,12 +145,18 @@ impl CheckState {
     /// Takes one probe result into account, returning the transition if the status changed.
     pub fn record(&mut self, outcome: &Outcome, now: Instant) -> Option<Transition> {
         let from = self.status();
+        let before = self.healthy;
         if outcome.passed() {
             self.warned = outcome.warning.is_some();
             self.start_period_ends = None;
             self.failures = 0;
             self.successes = self.successes.saturating_add(1);
-            if self.successes >= self.success_threshold {
+            self.remember(false);
+            let reached = match self.success_window {
+                Some(w) => self.in_window(w.of, false) >= w.count,
+                None => self.successes >= self.success_threshold,
+            };
+            if reached {
                 self.healthy = Some(true);
                 self.ever_passed = true;
             }
@@ -146,12 +166,45 @@ impl CheckState {
             self.start_period_ends = None;
             self.successes = 0;
             self.failures = self.failures.saturating_add(1);
-            if self.failures >= self.failure_threshold {
+            self.remember(true);
+            let reached = match self.failure_window {
+                Some(w) => self.in_window(w.of, true) >= w.count,
+                None => self.failures >= self.failure_threshold,
+            };
+            if reached {
                 self.healthy = Some(false);
             }
         }
+        if self.healthy != before {
+            self.history = 0;
+            self.recorded = 0;
+        }
         let to = self.status();
         (from != to).then_some(Transition { from, to })
+    }
+
+    fn remember(&mut self, failed: bool) {
+        self.history = (self.history << 1) | u64::from(failed);
+        self.recorded = (self.recorded + 1).min(64);
+    }
+
+    /// Failed (`failed`) or passed runs among the last `of` counted ones.
+    fn in_window(&self, of: u32, failed: bool) -> u32 {
+        let n = of.min(self.recorded);
+        let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let failures = (self.history & mask).count_ones();
+        if failed { failures } else { n - failures }
+    }
+
+    /// Whether the check is being probed at its failing pace: the latest
+    /// counted run failed, or the verdict is not healthy.
+    pub fn failing_or_recovering(&self) -> bool {
+        self.failures > 0 || self.healthy == Some(false)
+    }
+
+    /// Whether the check has a verdict of its own.
+    pub fn has_verdict(&self) -> bool {
+        self.healthy.is_some()
     }
 
     /// The reported status.
@@ -199,7 +252,83 @@ mod tests {
             start_period,
             success_threshold: success,
             failure_threshold: failure,
+            start_interval: None,
+            failing_interval: None,
+            failure_window: None,
+            success_window: None,
         }
+    }
+
+    fn run(s: &mut CheckState, pattern: &str) -> Vec<Status> {
+        let now = Instant::now();
+        pattern
+            .chars()
+            .map(|c| {
+                s.record(if c == 'F' { &BAD } else { &OK }, now);
+                s.status()
+            })
+            .collect()
+    }
+
+    static OK: std::sync::LazyLock<Outcome> = std::sync::LazyLock::new(|| Outcome::pass("ok"));
+    static BAD: std::sync::LazyLock<Outcome> =
+        std::sync::LazyLock::new(|| Outcome::fail(Category::ConnectRefused, "refused"));
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_window_catches_a_flapping_target() {
+        use Status::*;
+        let flapping = "SSFSFSFSFS";
+        // Consecutive thresholds (3 failures): the alternating target stays `pass`.
+        let mut plain = CheckState::new(&schedule(1, 3, Duration::ZERO), true, Instant::now());
+        assert!(run(&mut plain, flapping).iter().skip(1).all(|s| *s == Pass));
+        // 3 of 5: the third failure within five runs fails it.
+        let mut windowed = CheckState::new(
+            &Schedule {
+                failure_window: Some(Window { count: 3, of: 5 }),
+                ..schedule(1, 3, Duration::ZERO)
+            },
+            true,
+            Instant::now(),
+        );
+        assert_eq!(
+            run(&mut windowed, "SSFSFSF"),
+            [Pass, Pass, Pass, Pass, Pass, Pass, Fail]
+        );
+        // Failures that fall out of the window no longer count: F . . . . F F
+        let mut spread = CheckState::new(
+            &Schedule {
+                failure_window: Some(Window { count: 3, of: 5 }),
+                ..schedule(1, 3, Duration::ZERO)
+            },
+            true,
+            Instant::now(),
+        );
+        assert_eq!(run(&mut spread, "SFSSSSFF").last(), Some(&Pass));
+        assert_eq!(run(&mut spread, "F").last(), Some(&Fail));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_window_needs_enough_recent_successes_and_starts_over_at_each_verdict() {
+        use Status::*;
+        let mut s = CheckState::new(
+            &Schedule {
+                success_window: Some(Window { count: 4, of: 5 }),
+                failure_window: Some(Window { count: 2, of: 3 }),
+                ..schedule(1, 1, Duration::ZERO)
+            },
+            true,
+            Instant::now(),
+        );
+        // Four successes of five, not necessarily consecutive.
+        assert_eq!(
+            run(&mut s, "SSFSS"),
+            [Starting, Starting, Starting, Starting, Pass]
+        );
+        // The window was emptied by the verdict: the earlier F does not count.
+        assert_eq!(run(&mut s, "F"), [Pass]);
+        assert_eq!(run(&mut s, "SF"), [Pass, Fail]);
+        // Recovering: the failures before the verdict are forgotten, four of five after it.
+        assert_eq!(run(&mut s, "SSSFS"), [Fail, Fail, Fail, Fail, Pass]);
     }
 
     fn ok() -> Outcome {

@@ -5,6 +5,11 @@
 //! (so sidecars restarted together do not probe in lockstep), then every
 //! `interval`, each run bounded by `timeout`. Runs of one check never overlap:
 //! a run that overshoots its interval delays the next to the following tick.
+//! The pace adapts: `start_interval` until the check's first verdict,
+//! `failing_interval` while the latest run failed or the verdict is not
+//! healthy, `interval` otherwise. A run that passed slower than
+//! `expect.max_duration` becomes `slow` (a failure, or a warning) here, so
+//! every probe type gets it alike.
 //!
 //! The collector is the only writer of health state. Results and
 //! reconfigurations reach it through one bounded queue, in order, so a new
@@ -18,9 +23,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::config::{Change, Check, Diff, Schedule};
-use crate::health::{CheckView, Drain, Health, Published, ReloadRecord, Slot, Status, Transition};
-use crate::probe::{self, Outcome, Probe};
+use crate::config::model::SlowMode;
+use crate::config::{Change, Check, Diff, MaxDuration, Schedule};
+use crate::health::{
+    CheckState, CheckView, Drain, Health, Published, ReloadRecord, Slot, Status, Transition,
+};
+use crate::probe::{self, Category, Outcome, Probe};
 
 /// Messages waiting for the collector; probe tasks wait when it is full.
 const QUEUE: usize = 1024;
@@ -215,7 +223,7 @@ impl Engine {
         let task = tokio::spawn(run_check(
             slot.check.name.clone(),
             slot.generation,
-            slot.check.schedule,
+            Pace::of(&slot.check),
             probe,
             self.tx.clone(),
         ));
@@ -245,26 +253,76 @@ impl Drop for Engine {
     }
 }
 
-/// The wait before a check's first run: `initial_delay` plus a jitter in `[0, interval)`.
+/// The wait before a check's first run: `initial_delay` plus a jitter in
+/// `[0, interval)` (`start_interval` when set).
 pub fn first_run_delay(schedule: &Schedule) -> Duration {
-    let interval = u64::try_from(schedule.interval.as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
+    let first = schedule.start_interval.unwrap_or(schedule.interval);
+    let interval = u64::try_from(first.as_nanos()).unwrap_or(u64::MAX).max(1);
     schedule.initial_delay + Duration::from_nanos(rand::random_range(0..interval))
+}
+
+/// What a check's task needs to pace its runs and judge their latency.
+struct Pace {
+    schedule: Schedule,
+    max_duration: Option<MaxDuration>,
+    /// A copy of the check's thresholds fed the same results, so the task
+    /// knows the verdict without asking the collector.
+    shadow: CheckState,
+}
+
+impl Pace {
+    fn of(check: &Check) -> Self {
+        Self {
+            schedule: check.schedule,
+            max_duration: check.max_duration,
+            shadow: CheckState::new(&check.schedule, true, Instant::now()),
+        }
+    }
+
+    /// Applies `expect.max_duration`, notes the result, and returns the interval to the next run.
+    fn after(&mut self, outcome: &mut Outcome, now: Instant) -> Duration {
+        if let Some(m) = self.max_duration
+            && outcome.passed()
+            && outcome.duration > m.limit
+        {
+            let message = format!(
+                "slow: took {}, more than {} ({})",
+                probe::human(outcome.duration),
+                probe::human(m.limit),
+                outcome.message
+            );
+            let slow = match m.slow {
+                SlowMode::Fail => Outcome::fail(Category::Slow, message),
+                SlowMode::Warn => Outcome::warn(Category::Slow, message),
+            };
+            outcome.failure = slow.failure;
+            outcome.warning = slow.warning;
+            outcome.message = slow.message;
+        }
+        self.shadow.record(outcome, now);
+        let s = &self.schedule;
+        match (s.start_interval, s.failing_interval) {
+            (Some(start), _) if !self.shadow.has_verdict() => start,
+            (_, Some(failing)) if self.shadow.failing_or_recovering() => failing,
+            _ => s.interval,
+        }
+    }
 }
 
 async fn run_check(
     name: Arc<str>,
     generation: u64,
-    schedule: Schedule,
+    mut pace: Pace,
     probe: Arc<dyn Probe>,
     tx: mpsc::Sender<Message>,
 ) {
-    let mut next = Instant::now() + first_run_delay(&schedule);
+    let timeout = pace.schedule.timeout;
+    let mut next = Instant::now() + first_run_delay(&pace.schedule);
     loop {
         sleep_until(next).await;
-        let outcome = probe::run(probe.as_ref(), schedule.timeout).await;
+        let mut outcome = probe::run(probe.as_ref(), timeout).await;
         let now = Instant::now();
+        let interval = pace.after(&mut outcome, now);
         let report = Report {
             name: name.clone(),
             generation,
@@ -275,11 +333,11 @@ async fn run_check(
         if tx.send(Message::Result(report)).await.is_err() {
             return;
         }
-        next += schedule.interval;
+        next += interval;
         if next < now {
             // Overran: skip the ticks already missed, keep the cadence.
-            let behind = now.duration_since(next).as_nanos() / schedule.interval.as_nanos().max(1);
-            next += schedule.interval * (u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1);
+            let behind = now.duration_since(next).as_nanos() / interval.as_nanos().max(1);
+            next += interval * (u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1);
         }
     }
 }
