@@ -382,6 +382,8 @@ async fn the_api_shows_each_check_with_its_latest_runs() {
     assert_eq!(recent[0]["result"], "fail", "newest first: {body}");
     assert_eq!(recent[0]["httpStatus"], 503);
     assert_eq!(recent[0]["category"], "status_mismatch");
+    let phases: Vec<&String> = recent[0]["phasesMs"].as_object().unwrap().keys().collect();
+    assert_eq!(phases, ["body", "connect", "first_byte"], "{body}");
     assert_eq!(recent[9]["result"], "pass", "{body}");
     assert!(recent[0]["time"].as_str().unwrap() > recent[9]["time"].as_str().unwrap());
     assert_eq!(api["last"], recent[0]);

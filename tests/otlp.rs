@@ -478,7 +478,7 @@ async fn probe_runs_and_reloads_arrive_as_spans_over_grpc() {
             .collect()
     };
     eventually(WITHIN, "phase spans", || {
-        std::future::ready(children(&received).len() == 2)
+        std::future::ready(children(&received).len() == 3)
     })
     .await;
     let kids = children(&received);
@@ -486,7 +486,7 @@ async fn probe_runs_and_reloads_arrive_as_spans_over_grpc() {
     names.sort();
     assert_eq!(
         names,
-        ["connect", "first_byte"],
+        ["body", "connect", "first_byte"],
         "an IP target has no dns phase"
     );
     for child in &kids {

@@ -17,6 +17,27 @@ fn assert_passes(outcome: &Outcome) {
 }
 
 #[tokio::test]
+async fn each_phase_is_timed_including_the_body() {
+    let s = TestServer::start().await;
+    let o = run(&format!("url = \"{}\"", s.url("/slow-body"))).await;
+    assert_passes(&o);
+    let names: Vec<&str> = o.phases.iter().map(|p| p.name).collect();
+    assert_eq!(
+        names,
+        ["connect", "first_byte", "body"],
+        "an IP target: no dns"
+    );
+    let body = o.phases[2].duration;
+    assert!(body >= Duration::from_millis(300), "{body:?}");
+    assert!(o.phases[1].duration < Duration::from_millis(300), "{o:?}");
+    // A name adds `dns`.
+    let url = format!("http://localhost:{}/ok", s.addr.port());
+    let o = run(&format!("url = \"{url}\"")).await;
+    let names: Vec<&str> = o.phases.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["dns", "connect", "first_byte", "body"]);
+}
+
+#[tokio::test]
 async fn status_expectations() {
     let s = TestServer::start().await;
     assert_passes(&run(&format!("url = \"{}\"", s.url("/ok"))).await);

@@ -121,6 +121,11 @@ impl Health {
             warning: outcome.warning,
             message: outcome.message.clone(),
             http_status: outcome.http_status,
+            phases: outcome
+                .phases
+                .iter()
+                .map(|p| (p.name, p.duration))
+                .collect(),
         });
         let state = &entry.state;
         let updated = CheckView {

@@ -190,4 +190,6 @@ pub struct LastRun {
     pub message: String,
     /// The HTTP status of the response, for http checks that got one.
     pub http_status: Option<u16>,
+    /// How long each timed phase took (dns, connect, tls, first_byte, body), in order.
+    pub phases: Vec<(&'static str, Duration)>,
 }

@@ -135,7 +135,10 @@ impl HttpProbe {
             .remove(LOCATION)
             .and_then(|v| v.to_str().ok().map(str::to_owned));
         let limited = Limited::new(response.into_body(), self.spec.max_body_bytes);
-        let body = match timeout_at(deadline, limited.collect()).await {
+        let timer = Timer::start();
+        let collected = timeout_at(deadline, limited.collect()).await;
+        notes.phases.push(timer.finish("body"));
+        let body = match collected {
             Err(_) => {
                 return Err(Outcome::fail(
                     Category::Timeout,

@@ -186,7 +186,7 @@ pub struct Outcome {
     pub http_status: Option<u16>,
     /// When the run started (wall clock, for traces).
     pub started_at: SystemTime,
-    /// The timed phases of the run (dns, connect, tls, first_byte), in order.
+    /// The timed phases of the run (dns, connect, tls, first_byte, body), in order.
     pub phases: Vec<Phase>,
     /// What the run talked to, for traces; never holds a secret.
     pub target: Option<Arc<Target>>,
@@ -197,7 +197,7 @@ pub struct Outcome {
 /// One timed phase of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phase {
-    /// `dns`, `connect`, `tls` or `first_byte`.
+    /// `dns`, `connect`, `tls`, `first_byte` or `body`.
     pub name: &'static str,
     /// When it started.
     pub start: SystemTime,

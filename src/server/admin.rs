@@ -228,7 +228,7 @@ fn check_json(c: &CheckView, runs: bool) -> Value {
 fn run_json(r: &LastRun) -> Value {
     let mut out = json!({
         "time": rfc3339(r.at),
-        "durationMs": (r.duration.as_secs_f64() * 1e6).round() / 1e3,
+        "durationMs": millis(r.duration),
         "result": crate::probe::result_name(r.failure, r.warning),
         "message": r.message,
     });
@@ -238,7 +238,20 @@ fn run_json(r: &LastRun) -> Value {
     if let Some(status) = r.http_status {
         out["httpStatus"] = json!(status);
     }
+    if !r.phases.is_empty() {
+        out["phasesMs"] = r
+            .phases
+            .iter()
+            .map(|(name, d)| ((*name).to_owned(), json!(millis(*d))))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     out
+}
+
+/// Milliseconds with microsecond precision.
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 fn rfc3339(at: SystemTime) -> String {

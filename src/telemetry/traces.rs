@@ -1,5 +1,5 @@
 //! Traces: one `healthgate.probe` span per (sampled) run, with child spans for
-//! the phases it timed (dns, connect, tls, first_byte), and one span per config
+//! the phases it timed (dns, connect, tls, first_byte, body), and one span per config
 //! reload, exported over OTLP.
 //!
 //! Spans are built after the run, from the outcome's recorded timings, by the

@@ -171,6 +171,16 @@ fn route(req: Request<hyper::body::Incoming>, counters: &Arc<Counters>) -> Respo
             }
             r
         }
+        "/slow-body" => {
+            // Headers at once, the body 300 ms later: a `body` phase to time.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"late")))).await;
+            });
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+            Response::new(BodyExt::boxed(StreamBody::new(stream)))
+        }
         p if p.starts_with("/status/") => full(p[8..].parse().unwrap_or(500), "status"),
         _ => full(404, "not found"),
     }
