@@ -187,6 +187,14 @@ fn windows_paces_and_latency_expectations_are_checked() {
         &format!("{HTTP}expect.max_duration = \"200ms\"\nexpect.slow = \"maybe\"\n"),
         &["key `expect.slow`", "`fail`", "`warn`"],
     );
+    assert_rejected(
+        "[[checks]]\nname = \"nrpe\"\ntype = \"script\"\ncommand = [\"/bin/true\"]\nexpect.exit_code = 2\n",
+        &[
+            "check \"nrpe\"",
+            "key `expect.exit_code`",
+            "has no effect with `exit_codes = \"nagios\"`",
+        ],
+    );
     // Every type takes them, including tcp, which has no other expectations.
     let (code, stderr) = validate(
         "healthgate.toml",

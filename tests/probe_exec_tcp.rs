@@ -26,6 +26,60 @@ async fn exit_code_expectations() {
 }
 
 #[tokio::test]
+async fn a_script_check_reads_nagios_exit_codes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = |code: i32, said: &str| {
+        let path = dir.path().join(format!("check_{code}"));
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho '{said}'\necho 'perfdata on line 2'\nexit {code}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        format!("command = [\"{}\"]", path.display())
+    };
+    let ok = run_probe("script", &script(0, "DISK OK - 40% used")).await;
+    assert!(ok.passed() && ok.warning.is_none(), "{ok:?}");
+    assert_eq!(ok.message, "exit code 0: DISK OK - 40% used");
+
+    let warn = run_probe("script", &script(1, "DISK WARNING - 85% used")).await;
+    assert!(warn.passed(), "a warning is not a failure: {warn:?}");
+    assert_eq!(warn.warning, Some(Category::ExecWarning));
+    assert_eq!(warn.message, "WARNING (exit 1): DISK WARNING - 85% used");
+
+    let crit = run_probe("script", &script(2, "DISK CRITICAL - 97% used")).await;
+    assert_fails(&crit, Category::ExecExitCode);
+    assert_eq!(crit.message, "CRITICAL (exit 2): DISK CRITICAL - 97% used");
+
+    let unknown = run_probe("script", &script(3, "cannot stat /data")).await;
+    assert_fails(&unknown, Category::ExecExitCode);
+    assert_eq!(unknown.message, "UNKNOWN (exit 3): cannot stat /data");
+
+    // The same semantics on an exec check when asked for; exact codes otherwise.
+    let o = run_probe(
+        "exec",
+        &format!("{}\nexpect.exit_codes = \"nagios\"", script(1, "slow")),
+    )
+    .await;
+    assert_eq!(o.warning, Some(Category::ExecWarning), "{o:?}");
+    assert_fails(
+        &run_probe("exec", &script(1, "slow")).await,
+        Category::ExecExitCode,
+    );
+    // A script asked for exact codes.
+    let o = run_probe(
+        "script",
+        &format!(
+            "{}\nexpect.exit_codes = \"exact\"\nexpect.exit_code = 1",
+            script(1, "one")
+        ),
+    )
+    .await;
+    assert!(o.passed() && o.warning.is_none(), "{o:?}");
+}
+
+#[tokio::test]
 async fn output_expectations() {
     let o = run_probe(
         "exec",

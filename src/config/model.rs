@@ -742,7 +742,9 @@ pub struct ExchangeStep {
     pub expect: Option<String>,
 }
 
-/// `type = "exec"`: a command run on every check.
+/// `type = "exec"`: a command run on every check. `type = "script"` is the
+/// same with `expect.exit_codes = "nagios"` as its default: Nagios plugins
+/// and Consul script checks work unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecSection {
@@ -767,6 +769,16 @@ pub struct ExecSection {
     pub expect: ExecExpectSection,
 }
 
+/// How an exec check reads exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitCodesKind {
+    /// `exit_code` passes, anything else fails.
+    Exact,
+    /// Nagios plugin semantics: 0 pass, 1 warn, 2+ fail.
+    Nagios,
+}
+
 fn default_max_output_bytes() -> u64 {
     4096
 }
@@ -775,9 +787,15 @@ fn default_max_output_bytes() -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecExpectSection {
-    /// Exit code of a passing run. Default `0`.
+    /// Exit code of a passing run (with `exit_codes = "exact"`). Default `0`.
     #[serde(default)]
-    pub exit_code: i32,
+    pub exit_code: Option<i32>,
+    /// How exit codes are read: `exact` (`exit_code` passes, anything else
+    /// fails) or `nagios` (0 `OK` passes, 1 `WARNING` passes with a warning,
+    /// 2 `CRITICAL` and 3 `UNKNOWN` or more fail; the first line of stdout is
+    /// the message). Default `exact` for `type = "exec"`, `nagios` for `type = "script"`.
+    #[serde(default)]
+    pub exit_codes: Option<ExitCodesKind>,
     /// Stdout followed by stderr must contain this text.
     #[serde(default)]
     pub output_contains: Option<String>,

@@ -147,6 +147,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Http(_) => "http",
             ProbeSpec::Tcp(_) => "tcp",
+            ProbeSpec::Exec(s) if s.script => "script",
             ProbeSpec::Exec(_) => "exec",
         }
     }
@@ -280,12 +281,23 @@ pub struct ExecSpec {
     pub working_dir: Option<PathBuf>,
     /// Bound on each captured stream.
     pub max_output_bytes: usize,
-    /// Expected exit code.
-    pub exit_code: i32,
+    /// How the exit code is judged.
+    pub exit_codes: ExitCodes,
+    /// Written as `type = "script"`.
+    pub script: bool,
     /// Substring of the output.
     pub output_contains: Option<String>,
     /// Pattern the output must match.
     pub output_regex: Option<Regex>,
+}
+
+/// How an exec check judges the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCodes {
+    /// This code passes, any other fails.
+    Exact(i32),
+    /// 0 pass, 1 warn, 2 and above fail.
+    Nagios,
 }
 
 /// A string that must never be shown: `Debug` prints `***`.

@@ -15,13 +15,15 @@ use serde_json::{Map, Value};
 
 use super::Problem;
 use super::model::{
-    CheckCommon, DefaultsSection, ExecSection, HttpSection, LatencySection, ReloadSection,
-    ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsSection,
+    CheckCommon, DefaultsSection, ExecSection, ExitCodesKind, HttpSection, LatencySection,
+    ReloadSection, ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsSection,
 };
 use super::resolved::*;
 
 const TOP_KEYS: &[&str] = &["server", "reload", "telemetry", "defaults", "checks"];
-const KINDS: &[&str] = &["http", "tcp", "exec"];
+const KINDS: &[&str] = &[
+    "http", "tcp", "exec", "script", "grpc", "dns", "tls", "disk", "memory", "push",
+];
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
@@ -342,7 +344,7 @@ impl Validator {
         let probe_keys: &[&str] = match kind {
             Some("http") => serde_introspect::<HttpSection>(),
             Some("tcp") => serde_introspect::<TcpSection>(),
-            Some("exec") => serde_introspect::<ExecSection>(),
+            Some("exec" | "script") => serde_introspect::<ExecSection>(),
             Some(other) => {
                 let hint = nearest(other, KINDS.iter().copied())
                     .map(|n| format!(" (did you mean `{n}`?)"))
@@ -388,9 +390,12 @@ impl Validator {
             Some("tcp") => self
                 .parse(label, "", &probe)
                 .and_then(|s| self.tcp(label, s)),
+            Some("script") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.exec(label, s, ExitCodesKind::Nagios)),
             _ => self
                 .parse(label, "", &probe)
-                .and_then(|s| self.exec(label, s)),
+                .and_then(|s| self.exec(label, s, ExitCodesKind::Exact)),
         };
         let common = common?;
         let schedule = Schedule {
@@ -814,8 +819,28 @@ impl Validator {
         })
     }
 
-    fn exec(&mut self, check: Option<&str>, s: ExecSection) -> Option<ProbeSpec> {
+    fn exec(
+        &mut self,
+        check: Option<&str>,
+        s: ExecSection,
+        default_codes: ExitCodesKind,
+    ) -> Option<ProbeSpec> {
         let before = self.problems.len();
+        let exit_codes = match (
+            s.expect.exit_codes.unwrap_or(default_codes),
+            s.expect.exit_code,
+        ) {
+            (ExitCodesKind::Exact, code) => ExitCodes::Exact(code.unwrap_or(0)),
+            (ExitCodesKind::Nagios, None) => ExitCodes::Nagios,
+            (ExitCodesKind::Nagios, Some(_)) => {
+                self.push(
+                    check,
+                    "expect.exit_code",
+                    "has no effect with `exit_codes = \"nagios\"` (0 pass, 1 warn, 2+ fail)".into(),
+                );
+                ExitCodes::Nagios
+            }
+        };
         if s.command.first().is_none_or(|p| p.trim().is_empty()) {
             self.push(
                 check,
@@ -868,7 +893,8 @@ impl Validator {
                 .collect(),
             working_dir: s.working_dir,
             max_output_bytes: usize::try_from(s.max_output_bytes).unwrap_or(usize::MAX),
-            exit_code: s.expect.exit_code,
+            exit_codes,
+            script: default_codes == ExitCodesKind::Nagios,
             output_contains: s.expect.output_contains,
             output_regex: output_regex?,
         }))

@@ -13,7 +13,7 @@ use tokio::process::Command;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::{BoxFuture, Category, Outcome, Probe};
-use crate::config::ExecSpec;
+use crate::config::{ExecSpec, ExitCodes};
 
 /// How long to wait for a killed group's pipes to close and its leader to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(1);
@@ -102,7 +102,7 @@ impl ExecProbe {
                 .trim()
                 .to_owned()
         };
-        let said = if first_line(&err).is_empty() {
+        let said_first = if first_line(&err).is_empty() {
             first_line(&out)
         } else {
             first_line(&err)
@@ -112,17 +112,45 @@ impl ExecProbe {
             let signal = status.signal().unwrap_or_default();
             return Outcome::fail(Category::ExecExitCode, format!("killed by signal {signal}"));
         };
-        if code != self.spec.exit_code {
-            let wanted = self.spec.exit_code;
-            let said = if said.is_empty() {
+        let said = |said: String| {
+            if said.is_empty() {
                 String::new()
             } else {
                 format!(": {said}")
-            };
-            return Outcome::fail(
-                Category::ExecExitCode,
-                format!("exit code {code}, expected {wanted}{said}"),
-            );
+            }
+        };
+        let mut warning = None;
+        match self.spec.exit_codes {
+            ExitCodes::Exact(wanted) if code != wanted => {
+                return Outcome::fail(
+                    Category::ExecExitCode,
+                    format!("exit code {code}, expected {wanted}{}", said(said_first)),
+                );
+            }
+            ExitCodes::Exact(_) => {}
+            // Plugins report on stdout; stderr only when stdout is silent.
+            ExitCodes::Nagios => {
+                let plugin = match first_line(&out) {
+                    line if line.is_empty() => first_line(&err),
+                    line => line,
+                };
+                match code {
+                    0 => {}
+                    1 => warning = Some(format!("WARNING (exit 1){}", said(plugin))),
+                    2 => {
+                        return Outcome::fail(
+                            Category::ExecExitCode,
+                            format!("CRITICAL (exit 2){}", said(plugin)),
+                        );
+                    }
+                    _ => {
+                        return Outcome::fail(
+                            Category::ExecExitCode,
+                            format!("UNKNOWN (exit {code}){}", said(plugin)),
+                        );
+                    }
+                }
+            }
         }
         let combined = format!("{out}{err}");
         if let Some(needle) = &self.spec.output_contains {
@@ -140,6 +168,9 @@ impl ExecProbe {
                     format!("output does not match /{re}/"),
                 );
             }
+        }
+        if let Some(message) = warning {
+            return Outcome::warn(Category::ExecWarning, message);
         }
         let out = first_line(&out);
         Outcome::pass(if out.is_empty() {
