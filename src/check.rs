@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::Check;
+use crate::config::{Check, ProbeSpec};
 use crate::health::Status;
 use crate::probe::{self, Outcome};
 
@@ -17,7 +17,8 @@ pub struct Row {
     /// Probe type.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// `pass`, `fail`, or `warn` for a failing non-critical check.
+    /// `pass`, `fail`, `warn` (a warning, or a failing non-critical check),
+    /// or `starting` for a push check, which cannot be run once.
     pub status: Status,
     /// Whether the check is critical.
     pub critical: bool,
@@ -33,6 +34,9 @@ pub struct Row {
 pub async fn run_once(checks: &[Check]) -> Vec<Row> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, check) in checks.iter().enumerate() {
+        if matches!(check.probe, ProbeSpec::Push(_)) {
+            continue;
+        }
         let probe = probe::build(&check.probe);
         let timeout = check.schedule.timeout;
         tasks.spawn(async move { (index, probe::run(probe.as_ref(), timeout).await) });
@@ -49,6 +53,17 @@ pub async fn run_once(checks: &[Check]) -> Vec<Row> {
         .iter()
         .zip(outcomes)
         .map(|(check, outcome)| {
+            if matches!(check.probe, ProbeSpec::Push(_)) {
+                return Row {
+                    name: check.name.to_string(),
+                    kind: check.probe.kind(),
+                    status: Status::Starting,
+                    critical: check.critical,
+                    duration_ms: 0.0,
+                    category: None,
+                    message: "not run: a push check is judged on the reports a running healthgate receives".into(),
+                };
+            }
             let outcome = outcome.unwrap_or_else(|| {
                 Outcome::fail(
                     probe::Category::Timeout,

@@ -85,6 +85,7 @@ pub async fn run(
         seen: Arc::default(),
         settings: Arc::default(),
         closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+        inboxes: engine.inboxes(),
     };
     let mut listeners = server::Listeners::start(&config.server, ctx.clone()).await?;
     tracing::info!(checks = config.checks.len(), "started");

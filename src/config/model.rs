@@ -803,3 +803,210 @@ pub struct ExecExpectSection {
     #[serde(default)]
     pub output_regex: Option<String>,
 }
+
+/// `type = "grpc"`: `grpc.health.v1.Health/Check` on a fresh connection per
+/// run (as kubelet's grpc probe). `SERVING` passes; `NOT_SERVING`,
+/// `UNKNOWN` and an unknown service fail with their own categories.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcSection {
+    /// `host:port` of the gRPC server.
+    pub address: String,
+    /// The service name to ask about; `""` (the default) asks about the server as a whole.
+    #[serde(default)]
+    pub service: String,
+    /// `:authority` to send, e.g. for a server behind a proxy that routes by
+    /// it. Default: `address`.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Request metadata (gRPC headers), e.g. a token. Values are secrets:
+    /// never logged or shown.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// `[checks.tls]`: connect over TLS, verifying the server with these
+    /// settings (`tls = {}` for the defaults). Plaintext (h2c) unless set.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+}
+
+/// `type = "dns"`: one DNS query, no cache, no retries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// The name to look up. Without a trailing dot the system's search
+    /// domains may apply (with `server` unset); write `db.internal.` to mean exactly that name.
+    pub name: String,
+    /// Record type: `A`, `AAAA`, `CNAME`, `MX`, `TXT`, `SRV`, `NS`, `PTR`,
+    /// `SOA` or `CAA`. Default `A`.
+    #[serde(default = "default_record_type")]
+    pub record_type: String,
+    /// `IP:PORT` (or `IP`, port 53) of the resolver to ask. Default: the
+    /// first nameserver of `/etc/resolv.conf`.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// `udp` (the default) or `tcp`.
+    #[serde(default)]
+    pub protocol: DnsProtocol,
+    /// `[checks.expect]`: what a passing answer looks like.
+    #[serde(default)]
+    pub expect: DnsExpectSection,
+}
+
+fn default_record_type() -> String {
+    "A".to_owned()
+}
+
+/// How a dns check talks to the resolver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsProtocol {
+    /// UDP.
+    #[default]
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// `[checks.expect]` of a dns check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsExpectSection {
+    /// Expected response code: `NOERROR` (the default), `NXDOMAIN` (the name
+    /// must not exist), `SERVFAIL`, `REFUSED`.
+    #[serde(default = "default_rcode")]
+    pub rcode: String,
+    /// Each of these must be among the answers, as written in a zone file
+    /// (`10.0.0.5`, `10 mail.example.com.`, a TXT string).
+    #[serde(default)]
+    pub answers_contain: Vec<String>,
+    /// At least one answer must match this regular expression.
+    #[serde(default)]
+    pub answer_regex: Option<String>,
+    /// Least number of answers. Default `1` when `rcode` is `NOERROR`, else `0`.
+    #[serde(default)]
+    pub min_answers: Option<u32>,
+}
+
+impl Default for DnsExpectSection {
+    fn default() -> Self {
+        Self {
+            rcode: default_rcode(),
+            answers_contain: Vec::new(),
+            answer_regex: None,
+            min_answers: None,
+        }
+    }
+}
+
+fn default_rcode() -> String {
+    "NOERROR".to_owned()
+}
+
+/// `type = "tls"`: connect and complete a TLS handshake, nothing more. Fails
+/// on an invalid chain (`tls`) or an expired certificate (`cert_expired`);
+/// warns (`cert_expiring`) when the earliest expiry in the chain is closer
+/// than `expect.cert_min_validity`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsProbeSection {
+    /// `host:port` to connect to. The host is also the SNI name unless `tls.server_name` is set.
+    pub address: String,
+    /// `[checks.tls]`: how the chain is verified.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[checks.expect]`
+    #[serde(default)]
+    pub expect: TlsExpectSection,
+}
+
+/// `[checks.expect]` of a tls check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsExpectSection {
+    /// Warn when a certificate of the chain expires within this. Default `"14d"`.
+    #[serde(default = "default_cert_min_validity", with = "humantime_serde")]
+    pub cert_min_validity: Duration,
+}
+
+impl Default for TlsExpectSection {
+    fn default() -> Self {
+        Self {
+            cert_min_validity: default_cert_min_validity(),
+        }
+    }
+}
+
+fn default_cert_min_validity() -> Duration {
+    Duration::from_secs(14 * 24 * 3600)
+}
+
+/// `type = "disk"`: space and inodes of the filesystem holding `path`
+/// (statvfs; nothing is run). Percentages count the space root may use, as `df` does.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSection {
+    /// A path on the filesystem to watch, e.g. `/var/lib/postgresql`.
+    pub path: PathBuf,
+    /// Warn above this percentage of space used (0-100). Off unless set.
+    #[serde(default)]
+    pub warn_above: Option<f64>,
+    /// Fail above this percentage of space used (0-100). Default `95`.
+    #[serde(default = "default_disk_fail_above")]
+    pub fail_above: f64,
+    /// Fail when fewer bytes than this are free for unprivileged users. Off unless set.
+    #[serde(default)]
+    pub min_free_bytes: Option<u64>,
+    /// Warn above this percentage of inodes used. Off unless set.
+    #[serde(default)]
+    pub inodes_warn_above: Option<f64>,
+    /// Fail above this percentage of inodes used. Default `95`.
+    #[serde(default = "default_disk_fail_above")]
+    pub inodes_fail_above: f64,
+}
+
+fn default_disk_fail_above() -> f64 {
+    95.0
+}
+
+/// `type = "memory"`: memory use against the limit that actually applies.
+/// Inside a container the host's figures lie, so the cgroup v2 limit and
+/// working set are read (`memory.max`; `memory.current` minus
+/// `inactive_file` from `memory.stat`, as the kubelet counts it), and PSI
+/// pressure from `memory.pressure` where present. Without a cgroup limit, the
+/// host's `/proc/meminfo` (`MemTotal` minus `MemAvailable`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySection {
+    /// Warn above this percentage of the limit used. Off unless set.
+    #[serde(default)]
+    pub warn_above: Option<f64>,
+    /// Fail above this percentage of the limit used. Default `95`.
+    #[serde(default = "default_disk_fail_above")]
+    pub fail_above: f64,
+    /// Warn when PSI `some avg10` (percent of the last 10 s some task
+    /// stalled on memory) is above this. Off unless set.
+    #[serde(default)]
+    pub pressure_warn_above: Option<f64>,
+    /// Fail when PSI `some avg10` is above this. Off unless set.
+    #[serde(default)]
+    pub pressure_fail_above: Option<f64>,
+    /// The cgroup v2 directory to read. Default: this process's own (from
+    /// `/proc/self/cgroup`, under `/sys/fs/cgroup`); set it to watch
+    /// another container's cgroup from a privileged sidecar.
+    #[serde(default)]
+    pub cgroup_dir: Option<PathBuf>,
+}
+
+/// `type = "push"`: nothing is probed; the service (or a batch job) reports
+/// with `POST /api/checks/{name}/report` on the admin listener (the admin
+/// API's auth applies), body `{"status": "pass" | "warn" | "fail",
+/// "message": "..."}`. Each report counts as one run at once; with no report
+/// for `ttl` the check fails (`ttl_expired`), and again every `ttl` after.
+/// For workers that cannot be probed from outside (as Consul's TTL checks).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSection {
+    /// Longest time between two reports.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}

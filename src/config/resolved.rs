@@ -139,6 +139,18 @@ pub enum ProbeSpec {
     Tcp(TcpSpec),
     /// A command.
     Exec(ExecSpec),
+    /// A gRPC health check.
+    Grpc(Box<GrpcSpec>),
+    /// A DNS query.
+    Dns(Box<DnsSpec>),
+    /// A TLS handshake.
+    Tls(Box<TlsProbeSpec>),
+    /// Disk space and inodes.
+    Disk(DiskSpec),
+    /// Memory against its limit.
+    Memory(MemorySpec),
+    /// Reports pushed by the service.
+    Push(PushSpec),
 }
 
 impl ProbeSpec {
@@ -149,6 +161,12 @@ impl ProbeSpec {
             ProbeSpec::Tcp(_) => "tcp",
             ProbeSpec::Exec(s) if s.script => "script",
             ProbeSpec::Exec(_) => "exec",
+            ProbeSpec::Grpc(_) => "grpc",
+            ProbeSpec::Dns(_) => "dns",
+            ProbeSpec::Tls(_) => "tls",
+            ProbeSpec::Disk(_) => "disk",
+            ProbeSpec::Memory(_) => "memory",
+            ProbeSpec::Push(_) => "push",
         }
     }
 }
@@ -289,6 +307,96 @@ pub struct ExecSpec {
     pub output_contains: Option<String>,
     /// Pattern the output must match.
     pub output_regex: Option<Regex>,
+}
+
+/// A validated grpc check.
+#[derive(Debug, Clone)]
+pub struct GrpcSpec {
+    /// Host to connect to.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Service name asked about.
+    pub service: String,
+    /// `:authority` override.
+    pub authority: Option<String>,
+    /// Request metadata (values are secrets).
+    pub metadata: Vec<(String, Secret)>,
+    /// TLS, when on.
+    pub tls: Option<TlsSpec>,
+}
+
+/// A validated dns check.
+#[derive(Debug, Clone)]
+pub struct DnsSpec {
+    /// Name looked up.
+    pub name: String,
+    /// Record type asked for.
+    pub record_type: hickory_resolver::proto::rr::RecordType,
+    /// Resolver to ask (`None`: the system's).
+    pub server: Option<SocketAddr>,
+    /// Over TCP instead of UDP.
+    pub tcp: bool,
+    /// Expected response code.
+    pub rcode: hickory_resolver::proto::op::ResponseCode,
+    /// Answers that must be present.
+    pub answers_contain: Vec<String>,
+    /// Pattern one answer must match.
+    pub answer_regex: Option<Regex>,
+    /// Least number of answers.
+    pub min_answers: u32,
+}
+
+/// A validated tls check.
+#[derive(Debug, Clone)]
+pub struct TlsProbeSpec {
+    /// Host to connect to (and SNI name unless overridden).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Verification.
+    pub tls: TlsSpec,
+    /// Warn when the chain expires sooner than this.
+    pub cert_min_validity: Duration,
+}
+
+/// A validated disk check (percentages 0-100).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskSpec {
+    /// A path on the filesystem.
+    pub path: PathBuf,
+    /// Space warn threshold.
+    pub warn_above: Option<f64>,
+    /// Space fail threshold.
+    pub fail_above: f64,
+    /// Least free bytes.
+    pub min_free_bytes: Option<u64>,
+    /// Inode warn threshold.
+    pub inodes_warn_above: Option<f64>,
+    /// Inode fail threshold.
+    pub inodes_fail_above: f64,
+}
+
+/// A validated memory check (percentages 0-100).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySpec {
+    /// Usage warn threshold.
+    pub warn_above: Option<f64>,
+    /// Usage fail threshold.
+    pub fail_above: f64,
+    /// PSI `some avg10` warn threshold.
+    pub pressure_warn_above: Option<f64>,
+    /// PSI `some avg10` fail threshold.
+    pub pressure_fail_above: Option<f64>,
+    /// cgroup v2 directory (`None`: this process's).
+    pub cgroup_dir: Option<PathBuf>,
+}
+
+/// A validated push check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushSpec {
+    /// Longest time between reports.
+    pub ttl: Duration,
 }
 
 /// How an exec check judges the exit code.

@@ -15,8 +15,9 @@ use serde_json::{Map, Value};
 
 use super::Problem;
 use super::model::{
-    CheckCommon, DefaultsSection, ExecSection, ExitCodesKind, HttpSection, LatencySection,
-    ReloadSection, ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsSection,
+    CheckCommon, DefaultsSection, DiskSection, DnsProtocol, DnsSection, ExecSection, ExitCodesKind,
+    GrpcSection, HttpSection, LatencySection, MemorySection, PushSection, ReloadSection,
+    ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsProbeSection, TlsSection,
 };
 use super::resolved::*;
 
@@ -345,6 +346,12 @@ impl Validator {
             Some("http") => serde_introspect::<HttpSection>(),
             Some("tcp") => serde_introspect::<TcpSection>(),
             Some("exec" | "script") => serde_introspect::<ExecSection>(),
+            Some("grpc") => serde_introspect::<GrpcSection>(),
+            Some("dns") => serde_introspect::<DnsSection>(),
+            Some("tls") => serde_introspect::<TlsProbeSection>(),
+            Some("disk") => serde_introspect::<DiskSection>(),
+            Some("memory") => serde_introspect::<MemorySection>(),
+            Some("push") => serde_introspect::<PushSection>(),
             Some(other) => {
                 let hint = nearest(other, KINDS.iter().copied())
                     .map(|n| format!(" (did you mean `{n}`?)"))
@@ -390,6 +397,24 @@ impl Validator {
             Some("tcp") => self
                 .parse(label, "", &probe)
                 .and_then(|s| self.tcp(label, s)),
+            Some("grpc") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.grpc(label, s)),
+            Some("dns") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.dns(label, s)),
+            Some("tls") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.tls_probe(label, s)),
+            Some("disk") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.disk(label, s)),
+            Some("memory") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.memory(label, s)),
+            Some("push") => self
+                .parse(label, "", &probe)
+                .and_then(|s| self.push_check(label, s)),
             Some("script") => self
                 .parse(label, "", &probe)
                 .and_then(|s| self.exec(label, s, ExitCodesKind::Nagios)),
@@ -447,6 +472,12 @@ impl Validator {
         }
         let extra_roots = match &probe {
             ProbeSpec::Http(http) => http.tls.extra_roots.clone(),
+            ProbeSpec::Tls(tls) => tls.tls.extra_roots.clone(),
+            ProbeSpec::Grpc(grpc) => grpc
+                .tls
+                .as_ref()
+                .map(|t| t.extra_roots.clone())
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         Some(Check {
@@ -898,6 +929,283 @@ impl Validator {
             output_contains: s.expect.output_contains,
             output_regex: output_regex?,
         }))
+    }
+}
+
+impl Validator {
+    fn address(&mut self, check: Option<&str>, address: &str) -> Option<(String, u16)> {
+        let parsed = split_host_port(address);
+        if parsed.is_none() {
+            self.push(
+                check,
+                "address",
+                "expected `host:port`, e.g. \"127.0.0.1:5432\"".into(),
+            );
+        }
+        parsed
+    }
+
+    fn grpc(&mut self, check: Option<&str>, s: GrpcSection) -> Option<ProbeSpec> {
+        let before = self.problems.len();
+        let address = self.address(check, &s.address);
+        let mut metadata = Vec::new();
+        for (name, value) in &s.metadata {
+            let key = format!("metadata.{name}");
+            let lower = name.to_ascii_lowercase();
+            match tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
+                lower.as_bytes(),
+            ) {
+                Ok(_) if lower.ends_with("-bin") => self.push(
+                    check,
+                    &key,
+                    "binary (`-bin`) metadata is not supported".into(),
+                ),
+                Ok(_) if tonic::metadata::MetadataValue::try_from(value.as_str()).is_ok() => {
+                    metadata.push((lower, Secret::new(value)))
+                }
+                Ok(_) => self.push(
+                    check,
+                    &key,
+                    "value is not valid ASCII metadata (value not shown)".into(),
+                ),
+                Err(_) => self.push(check, &key, "not a valid metadata key".into()),
+            }
+        }
+        if let Some(authority) = &s.authority
+            && authority.parse::<http::uri::Authority>().is_err()
+        {
+            self.push(check, "authority", "not a valid `host[:port]`".into());
+        }
+        let tls = match s.tls {
+            Some(t) => Some(self.tls(check, t)?),
+            None => None,
+        };
+        let (host, port) = address?;
+        (self.problems.len() == before).then(|| {
+            ProbeSpec::Grpc(Box::new(GrpcSpec {
+                host,
+                port,
+                service: s.service,
+                authority: s.authority,
+                metadata,
+                tls,
+            }))
+        })
+    }
+
+    fn dns(&mut self, check: Option<&str>, s: DnsSection) -> Option<ProbeSpec> {
+        use hickory_resolver::proto::op::ResponseCode;
+        use hickory_resolver::proto::rr::RecordType;
+        const TYPES: &[&str] = &[
+            "A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS", "PTR", "SOA", "CAA",
+        ];
+        const RCODES: &[&str] = &["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"];
+        let before = self.problems.len();
+        if hickory_resolver::Name::from_utf8(&s.name).is_err() || s.name.is_empty() {
+            self.push(check, "name", "not a valid domain name".into());
+        }
+        let upper = s.record_type.to_ascii_uppercase();
+        let record_type = match RecordType::from_str(&upper) {
+            Ok(t) if TYPES.contains(&upper.as_str()) => t,
+            _ => {
+                self.push(
+                    check,
+                    "record_type",
+                    format!(
+                        "unknown record type `{}`; one of {}",
+                        s.record_type,
+                        quoted(TYPES)
+                    ),
+                );
+                RecordType::A
+            }
+        };
+        let server = match &s.server {
+            None => None,
+            Some(text) => match text.parse::<std::net::SocketAddr>().ok().or_else(|| {
+                text.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| (ip, 53).into())
+            }) {
+                Some(addr) => Some(addr),
+                None => {
+                    self.push(
+                        check,
+                        "server",
+                        "expected `IP:PORT` or `IP`, e.g. \"10.0.0.2:53\"".into(),
+                    );
+                    None
+                }
+            },
+        };
+        let rcode = match s.expect.rcode.to_ascii_uppercase().as_str() {
+            "NOERROR" => ResponseCode::NoError,
+            "NXDOMAIN" => ResponseCode::NXDomain,
+            "SERVFAIL" => ResponseCode::ServFail,
+            "REFUSED" => ResponseCode::Refused,
+            other => {
+                self.push(
+                    check,
+                    "expect.rcode",
+                    format!("unknown response code `{other}`; one of {}", quoted(RCODES)),
+                );
+                ResponseCode::NoError
+            }
+        };
+        let answer_regex = self.regex(
+            check,
+            "expect.answer_regex",
+            s.expect.answer_regex.as_deref(),
+        );
+        let wants_answers = !s.expect.answers_contain.is_empty() || s.expect.answer_regex.is_some();
+        if rcode != ResponseCode::NoError
+            && (wants_answers || s.expect.min_answers.unwrap_or(0) > 0)
+        {
+            self.push(
+                check,
+                "expect",
+                format!(
+                    "expects answers, but an `rcode` of {} comes with none",
+                    s.expect.rcode
+                ),
+            );
+        }
+        let min_answers = s
+            .expect
+            .min_answers
+            .unwrap_or(u32::from(rcode == ResponseCode::NoError));
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ProbeSpec::Dns(Box::new(DnsSpec {
+            name: s.name,
+            record_type,
+            server,
+            tcp: s.protocol == DnsProtocol::Tcp,
+            rcode,
+            answers_contain: s.expect.answers_contain,
+            answer_regex: answer_regex?,
+            min_answers,
+        })))
+    }
+
+    fn tls_probe(&mut self, check: Option<&str>, s: TlsProbeSection) -> Option<ProbeSpec> {
+        let address = self.address(check, &s.address);
+        let tls = self.tls(check, s.tls)?;
+        let (host, port) = address?;
+        Some(ProbeSpec::Tls(Box::new(TlsProbeSpec {
+            host,
+            port,
+            tls,
+            cert_min_validity: s.expect.cert_min_validity,
+        })))
+    }
+
+    /// Each `(key, value)` must be a percentage; returns whether all were.
+    fn percentages(&mut self, check: Option<&str>, values: &[(&str, Option<f64>)]) -> bool {
+        let mut fine = true;
+        for (key, value) in values {
+            if let Some(v) = value
+                && !(0.0..=100.0).contains(v)
+            {
+                self.push(
+                    check,
+                    key,
+                    format!("must be a percentage, 0 to 100; got {v}"),
+                );
+                fine = false;
+            }
+        }
+        fine
+    }
+
+    /// `warn_above` must be below `fail_above` to ever be seen.
+    fn ordered(
+        &mut self,
+        check: Option<&str>,
+        warn: (&str, Option<f64>),
+        fail: (&str, Option<f64>),
+    ) {
+        if let (Some(w), Some(f)) = (warn.1, fail.1)
+            && w >= f
+        {
+            self.push(
+                check,
+                warn.0,
+                format!("must be below `{}` ({f}), or it never shows", fail.0),
+            );
+        }
+    }
+
+    fn disk(&mut self, check: Option<&str>, s: DiskSection) -> Option<ProbeSpec> {
+        let fine = self.percentages(
+            check,
+            &[
+                ("warn_above", s.warn_above),
+                ("fail_above", Some(s.fail_above)),
+                ("inodes_warn_above", s.inodes_warn_above),
+                ("inodes_fail_above", Some(s.inodes_fail_above)),
+            ],
+        );
+        self.ordered(
+            check,
+            ("warn_above", s.warn_above),
+            ("fail_above", Some(s.fail_above)),
+        );
+        self.ordered(
+            check,
+            ("inodes_warn_above", s.inodes_warn_above),
+            ("inodes_fail_above", Some(s.inodes_fail_above)),
+        );
+        if !s.path.is_absolute() {
+            self.push(check, "path", "must be an absolute path".into());
+            return None;
+        }
+        fine.then_some(ProbeSpec::Disk(DiskSpec {
+            path: s.path,
+            warn_above: s.warn_above,
+            fail_above: s.fail_above,
+            min_free_bytes: s.min_free_bytes,
+            inodes_warn_above: s.inodes_warn_above,
+            inodes_fail_above: s.inodes_fail_above,
+        }))
+    }
+
+    fn memory(&mut self, check: Option<&str>, s: MemorySection) -> Option<ProbeSpec> {
+        let fine = self.percentages(
+            check,
+            &[
+                ("warn_above", s.warn_above),
+                ("fail_above", Some(s.fail_above)),
+                ("pressure_warn_above", s.pressure_warn_above),
+                ("pressure_fail_above", s.pressure_fail_above),
+            ],
+        );
+        self.ordered(
+            check,
+            ("warn_above", s.warn_above),
+            ("fail_above", Some(s.fail_above)),
+        );
+        self.ordered(
+            check,
+            ("pressure_warn_above", s.pressure_warn_above),
+            ("pressure_fail_above", s.pressure_fail_above),
+        );
+        fine.then_some(ProbeSpec::Memory(MemorySpec {
+            warn_above: s.warn_above,
+            fail_above: s.fail_above,
+            pressure_warn_above: s.pressure_warn_above,
+            pressure_fail_above: s.pressure_fail_above,
+            cgroup_dir: s.cgroup_dir,
+        }))
+    }
+
+    fn push_check(&mut self, check: Option<&str>, s: PushSection) -> Option<ProbeSpec> {
+        if s.ttl.is_zero() {
+            self.push(check, "ttl", "must be more than 0s".into());
+            return None;
+        }
+        Some(ProbeSpec::Push(PushSpec { ttl: s.ttl }))
     }
 }
 

@@ -12,11 +12,9 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
-use tokio_rustls::TlsConnector;
 
 use super::{BoxFuture, Category, Outcome, Phase, Probe, Target, Timer, net, tls};
 use crate::config::HttpSpec;
@@ -213,7 +211,7 @@ impl HttpProbe {
             notes.phases.push(timer.finish("tls"));
             let tls = tls?;
             let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-            notes.cert_not_after = earliest_expiry(chain);
+            notes.cert_not_after = tls::earliest_expiry(chain);
             Box::new(tls)
         } else {
             Box::new(tcp)
@@ -256,28 +254,7 @@ impl HttpProbe {
             .as_ref()
             .map_err(|e| Outcome::fail(Category::Tls, e.clone()))?;
         let name = self.spec.tls.server_name.as_deref().unwrap_or(host);
-        let name = ServerName::try_from(name.to_owned()).map_err(|_| {
-            Outcome::fail(
-                Category::Tls,
-                format!("`{name}` is not a valid TLS server name"),
-            )
-        })?;
-        match timeout_at(
-            deadline,
-            TlsConnector::from(config.clone()).connect(name, tcp),
-        )
-        .await
-        {
-            Err(_) => Err(Outcome::fail(
-                Category::Timeout,
-                format!("TLS handshake with {host}:{port} timed out"),
-            )),
-            Ok(Err(e)) => Err(Outcome::fail(
-                Category::Tls,
-                format!("TLS handshake with {host}:{port}: {e}"),
-            )),
-            Ok(Ok(stream)) => Ok(stream),
-        }
+        tls::handshake(config, tcp, name, (host, port), deadline).await
     }
 
     fn request(&self, uri: &Uri, credentials: bool) -> Request<Full<Bytes>> {
@@ -401,19 +378,6 @@ impl Probe for HttpProbe {
 struct Notes {
     phases: Vec<Phase>,
     cert_not_after: Option<SystemTime>,
-}
-
-/// The earliest `notAfter` of a presented certificate chain.
-fn earliest_expiry(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<SystemTime> {
-    chain
-        .iter()
-        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
-        .map(|(_, cert)| cert.validity().not_after.timestamp())
-        .min()
-        .map(|seconds| match u64::try_from(seconds) {
-            Ok(after) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(after),
-            Err(_) => SystemTime::UNIX_EPOCH,
-        })
 }
 
 /// `scheme://host:port`, the unit a connection (and a credential) belongs to.

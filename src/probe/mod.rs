@@ -1,8 +1,13 @@
 //! Probes observe: each runs once against its target and returns an [`Outcome`].
 //! They keep no verdict state; thresholds live in `health`.
 
+mod cert;
+mod disk;
+mod dns;
 mod exec;
+mod grpc;
 mod http;
+mod memory;
 mod net;
 mod tcp;
 mod tls;
@@ -14,10 +19,15 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::{HttpSpec, ProbeSpec};
+use crate::config::{DnsSpec, GrpcSpec, HttpSpec, ProbeSpec, TlsProbeSpec};
 
+pub use cert::CertProbe;
+pub use disk::DiskProbe;
+pub use dns::DnsProbe;
 pub use exec::ExecProbe;
+pub use grpc::GrpcProbe;
 pub use http::HttpProbe;
+pub use memory::MemoryProbe;
 pub use tcp::TcpProbe;
 
 /// Why a probe failed. A small, stable set: dashboards and alerts group by it.
@@ -341,6 +351,25 @@ pub fn build(spec: &ProbeSpec) -> Arc<dyn Probe> {
         ProbeSpec::Http(s) => Arc::new(HttpProbe::new(HttpSpec::clone(s))),
         ProbeSpec::Tcp(s) => Arc::new(TcpProbe::new(s.clone())),
         ProbeSpec::Exec(s) => Arc::new(ExecProbe::new(s.clone())),
+        ProbeSpec::Tls(s) => Arc::new(CertProbe::new(TlsProbeSpec::clone(s))),
+        ProbeSpec::Grpc(s) => Arc::new(GrpcProbe::new(GrpcSpec::clone(s))),
+        ProbeSpec::Disk(s) => Arc::new(DiskProbe::new(s.clone())),
+        ProbeSpec::Memory(s) => Arc::new(MemoryProbe::new(s.clone())),
+        ProbeSpec::Dns(s) => Arc::new(DnsProbe::new(DnsSpec::clone(s))),
+        ProbeSpec::Push(_) => Arc::new(NotProbed),
+    }
+}
+
+/// A push check's stand-in where something asks to run it once (`healthgate
+/// check`): it is judged only on reports, which arrive while running.
+struct NotProbed;
+
+impl Probe for NotProbed {
+    fn check(&self, _deadline: Instant) -> BoxFuture<'_, Outcome> {
+        Box::pin(std::future::ready(Outcome::fail(
+            Category::TtlExpired,
+            "a push check is judged on the reports posted to a running healthgate",
+        )))
     }
 }
 

@@ -1,17 +1,31 @@
-//! rustls client configs for https checks: one per check, built once.
+//! TLS for the probes: rustls client configs (one per check, built once),
+//! the handshake with its failures named, and certificate expiry.
 
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use rustls::CertificateError;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::{Category, Outcome};
 use crate::config::TlsSpec;
 use crate::config::model::RootsKind;
 
-/// The client config for `spec`, or why it cannot be built.
+/// The client config for `spec` offering HTTP/1.1 by ALPN, or why it cannot be built.
 pub fn client_config(spec: &TlsSpec) -> Result<Arc<ClientConfig>, String> {
+    client_config_alpn(spec, &[b"http/1.1"])
+}
+
+/// The client config for `spec` offering `alpn` (none: no ALPN).
+pub fn client_config_alpn(spec: &TlsSpec, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -31,8 +45,67 @@ pub fn client_config(spec: &TlsSpec) -> Result<Arc<ClientConfig>, String> {
         roots.add_parsable_certificates(spec.extra_roots.iter().cloned());
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A TLS handshake over `tcp` with `server_name` (SNI and verification),
+/// bounded by `deadline`. An expired (or not yet valid) certificate fails as
+/// `cert_expired`, any other verification or protocol error as `tls`.
+pub async fn handshake(
+    config: &Arc<ClientConfig>,
+    tcp: TcpStream,
+    server_name: &str,
+    (host, port): (&str, u16),
+    deadline: Instant,
+) -> Result<TlsStream<TcpStream>, Outcome> {
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+        Outcome::fail(
+            Category::Tls,
+            format!("`{server_name}` is not a valid TLS server name"),
+        )
+    })?;
+    match timeout_at(
+        deadline,
+        TlsConnector::from(config.clone()).connect(name, tcp),
+    )
+    .await
+    {
+        Err(_) => Err(Outcome::fail(
+            Category::Timeout,
+            format!("TLS handshake with {host}:{port} timed out"),
+        )),
+        Ok(Err(e)) => {
+            let rustls_error = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+            let category = match rustls_error {
+                Some(rustls::Error::InvalidCertificate(
+                    CertificateError::Expired
+                    | CertificateError::ExpiredContext { .. }
+                    | CertificateError::NotValidYet
+                    | CertificateError::NotValidYetContext { .. },
+                )) => Category::CertExpired,
+                _ => Category::Tls,
+            };
+            Err(Outcome::fail(
+                category,
+                format!("TLS handshake with {host}:{port}: {e}"),
+            ))
+        }
+        Ok(Ok(stream)) => Ok(stream),
+    }
+}
+
+/// The earliest `notAfter` of a presented certificate chain.
+pub fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
+    chain
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
+        .map(|seconds| match u64::try_from(seconds) {
+            Ok(after) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(after),
+            Err(_) => SystemTime::UNIX_EPOCH,
+        })
 }
 
 /// The system's trust store, read once per process.

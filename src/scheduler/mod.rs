@@ -15,6 +15,10 @@
 //! reconfigurations reach it through one bounded queue, in order, so a new
 //! check's first result can never arrive before the check itself.
 
+mod push;
+
+pub use push::{Inboxes, PushReport, Refused, Reported};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::model::SlowMode;
-use crate::config::{Change, Check, Diff, MaxDuration, Schedule};
+use crate::config::{Change, Check, Diff, MaxDuration, ProbeSpec, Schedule};
 use crate::health::{
     CheckState, CheckView, Drain, Health, Published, ReloadRecord, Slot, Status, Transition,
 };
@@ -81,6 +85,7 @@ pub struct Engine {
     next_generation: u64,
     factory: ProbeFactory,
     collector: Task,
+    inboxes: Inboxes,
 }
 
 struct Running {
@@ -140,6 +145,7 @@ impl Engine {
             next_generation: slots.len() as u64 + 1,
             factory,
             collector,
+            inboxes: Inboxes::default(),
         };
         engine.running = slots.into_iter().map(|slot| engine.spawn(slot)).collect();
         engine
@@ -188,6 +194,12 @@ impl Engine {
             });
         }
         drop(previous);
+        let pushed: Vec<&str> = checks
+            .iter()
+            .filter(|c| matches!(c.probe, ProbeSpec::Push(_)))
+            .map(|c| &*c.name)
+            .collect();
+        self.inboxes.retain(&pushed);
         // The collector learns the new set before any new task can report.
         let _ = self
             .tx
@@ -212,6 +224,11 @@ impl Engine {
         let _ = self.tx.send(Message::Reloaded(record)).await;
     }
 
+    /// Where push checks' reports are delivered (for the admin endpoint).
+    pub fn inboxes(&self) -> Inboxes {
+        self.inboxes.clone()
+    }
+
     /// A handle that starts and ends drains (for the admin endpoint and the
     /// shutdown sequence).
     pub fn drains(&self) -> Drains {
@@ -219,6 +236,21 @@ impl Engine {
     }
 
     fn spawn(&self, slot: Slot) -> Running {
+        if let ProbeSpec::Push(spec) = slot.check.probe {
+            let inbox = self.inboxes.open(&slot.check.name);
+            let task = tokio::spawn(push::run_push(
+                slot.check.name.clone(),
+                slot.generation,
+                spec.ttl,
+                inbox,
+                self.tx.clone(),
+            ));
+            return Running {
+                check: slot.check,
+                generation: slot.generation,
+                _task: Task(task),
+            };
+        }
         let probe = (self.factory)(&slot.check);
         let task = tokio::spawn(run_check(
             slot.check.name.clone(),

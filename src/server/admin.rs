@@ -5,6 +5,7 @@
 //! | `/metrics`           | GET           | Prometheus text exposition                        |
 //! | `/api/checks`        | GET           | every check's state (JSON)                        |
 //! | `/api/checks/{name}` | GET           | one check, with its latest runs                   |
+//! | `/api/checks/{name}/report` | POST   | a push check's report: `{"status": "pass" \| "warn" \| "fail", "message": "..."}` |
 //! | `/admin/drain`       | GET           | the drain in force, if any                        |
 //! | `/admin/drain`       | POST          | fail readiness on purpose: `{"reason": "...", "mode": "drain" or "maint"}` (body optional) |
 //! | `/admin/drain`       | DELETE        | end an operator's drain                           |
@@ -25,6 +26,7 @@ use subtle::ConstantTimeEq;
 
 use super::{Context, routes};
 use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
+use crate::scheduler::{PushReport, Refused, Reported};
 
 /// Largest `/admin/drain` request body read.
 const MAX_BODY: usize = 4096;
@@ -47,6 +49,10 @@ pub async fn handle(ctx: Context, request: Request<Incoming>) -> Response<Full<B
         "/admin/drain" => drain(&ctx, request).await,
         "/api/checks" => get_only(&method, || json_response(&checks(&ctx.published.load()))),
         _ => match path.strip_prefix("/api/checks/") {
+            Some(rest) if rest.ends_with("/report") => {
+                let name = rest.trim_end_matches("/report").to_owned();
+                report(&ctx, &name, request).await
+            }
             Some(name) => get_only(&method, || {
                 let snapshot = ctx.published.load();
                 match snapshot.checks.iter().find(|c| &*c.name == name) {
@@ -80,6 +86,51 @@ struct DrainRequest {
     reason: Option<String>,
     #[serde(default)]
     mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportRequest {
+    status: Reported,
+    #[serde(default)]
+    message: String,
+}
+
+/// `POST /api/checks/{name}/report`: 202 once the push check has the report.
+async fn report(ctx: &Context, name: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::POST {
+        return routes::method_not_allowed("POST");
+    }
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body over 4 KiB\n"),
+    };
+    let asked: ReportRequest = match serde_json::from_slice(&body) {
+        Ok(asked) => asked,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "expected {{\"status\": \"pass\" | \"warn\" | \"fail\", \"message\": \"...\"}}: {e}\n"
+                ),
+            );
+        }
+    };
+    let report = PushReport {
+        status: asked.status,
+        message: asked.message,
+    };
+    match ctx.inboxes.deliver(name, report) {
+        Ok(()) => text(StatusCode::ACCEPTED, "recorded\n"),
+        Err(Refused::Unknown) => text(StatusCode::NOT_FOUND, "no push check of that name\n"),
+        Err(Refused::Busy) => {
+            let mut response = text(StatusCode::TOO_MANY_REQUESTS, "too many reports at once\n");
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
 }
 
 async fn drain(ctx: &Context, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -82,6 +82,8 @@ pub struct Context {
     pub settings: Arc<ArcSwap<Settings>>,
     /// Set when the listeners close: long-lived answers (gRPC Watch) end.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Push checks' inboxes (`POST /api/checks/{name}/report`).
+    pub inboxes: crate::scheduler::Inboxes,
 }
 
 /// The listener settings a reload applies without rebinding.
