@@ -835,7 +835,7 @@ pub struct GrpcSection {
 pub struct DnsSection {
     /// The name to look up. Without a trailing dot the system's search
     /// domains may apply (with `server` unset); write `db.internal.` to mean exactly that name.
-    pub name: String,
+    pub query: String,
     /// Record type: `A`, `AAAA`, `CNAME`, `MX`, `TXT`, `SRV`, `NS`, `PTR`,
     /// `SOA` or `CAA`. Default `A`.
     #[serde(default = "default_record_type")]

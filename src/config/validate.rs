@@ -1001,8 +1001,8 @@ impl Validator {
         ];
         const RCODES: &[&str] = &["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"];
         let before = self.problems.len();
-        if hickory_resolver::Name::from_utf8(&s.name).is_err() || s.name.is_empty() {
-            self.push(check, "name", "not a valid domain name".into());
+        if hickory_resolver::Name::from_utf8(&s.query).is_err() || s.query.is_empty() {
+            self.push(check, "query", "not a valid domain name".into());
         }
         let upper = s.record_type.to_ascii_uppercase();
         let record_type = match RecordType::from_str(&upper) {
@@ -1078,7 +1078,7 @@ impl Validator {
             return None;
         }
         Some(ProbeSpec::Dns(Box::new(DnsSpec {
-            name: s.name,
+            name: s.query,
             record_type,
             server,
             tcp: s.protocol == DnsProtocol::Tcp,

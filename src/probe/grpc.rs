@@ -166,6 +166,13 @@ impl GrpcProbe {
                     format!("{service} is unknown to {host}:{port} (NOT_FOUND)"),
                 );
             }
+            // The connection broke, or never spoke HTTP/2 (tonic connects lazily).
+            Ok(Err(status)) if is_transport(&status) => {
+                return Outcome::fail(
+                    Category::Protocol,
+                    format!("{host}:{port}: {}", source_chain(&status)),
+                );
+            }
             Ok(Err(status)) => {
                 return Outcome::fail(
                     Category::GrpcError,
@@ -193,6 +200,18 @@ impl GrpcProbe {
             }
         }
     }
+}
+
+/// Whether a call failed in the transport rather than in the server.
+fn is_transport(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::transport::Error>() || cause.is::<hyper::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// An error with its causes, `a: b: c`.

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -441,6 +442,36 @@ impl TestPki {
         (
             format!("{}{}", leaf.pem(), self.ca_pem),
             key.serialize_pem(),
+        )
+    }
+}
+
+impl TestPki {
+    /// A server config presenting a leaf (and the CA) for localhost /
+    /// 127.0.0.1 valid from `not_before` to `not_after` (seconds from now, may be negative).
+    pub fn server_valid_between(
+        &self,
+        not_before: i64,
+        not_after: i64,
+    ) -> Arc<rustls::ServerConfig> {
+        let now = time::OffsetDateTime::now_utc();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        params.not_before = now + time::Duration::seconds(not_before);
+        params.not_after = now + time::Duration::seconds(not_after);
+        let leaf = params.signed_by(&key, &self.issuer).unwrap();
+        let ca = rustls_pki_types::CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.der().clone(), ca], key)
+                .unwrap(),
         )
     }
 }
