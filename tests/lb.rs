@@ -911,3 +911,88 @@ async fn an_open_watch_sees_the_drain_and_does_not_hold_up_the_exit() {
         "drained: the failing readiness was served 1 time(s)"
     ));
 }
+
+#[tokio::test]
+async fn a_push_check_reports_through_the_admin_api_with_its_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let target = TestServer::start().await;
+    let gw = start_gateway(&toml(
+        &format!("[server.admin]\ntoken_file = \"{}\"", token_file.display()),
+        &format!(
+            "[[checks]]\nname = \"worker\"\ntype = \"push\"\nttl = \"2s\"\n{}",
+            http_check("api", &target.url("/ok"), "")
+        ),
+    ))
+    .await;
+    let token = Some("s3cret-token");
+    let path = "/api/checks/worker/report";
+    let pass = r#"{"status": "pass", "message": "queue drained"}"#;
+    let (code, _) = admin(gw.admin, "POST", path, None, pass).await;
+    assert_eq!(
+        code,
+        StatusCode::UNAUTHORIZED,
+        "reports need the admin token"
+    );
+    let (code, _) = admin(gw.addr, "POST", path, token, pass).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "not on the LB listener");
+    let (code, body) = admin(gw.admin, "POST", path, token, pass).await;
+    assert_eq!((code, body.as_str()), (StatusCode::ACCEPTED, "recorded\n"));
+    eventually(WITHIN, "worker pass", || async {
+        gw.health().await["checks"]["worker:push"][0]["status"] == "pass"
+    })
+    .await;
+    eventually(WITHIN, "ready with the worker's report", || async {
+        get(gw.addr, "/readyz").await.0 == StatusCode::OK
+    })
+    .await;
+    let (_, body) = admin(gw.admin, "GET", "/api/checks/worker", token, "").await;
+    let worker: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(worker["kind"], "push");
+    assert_eq!(worker["last"]["message"], "reported pass: queue drained");
+
+    for (body, code) in [
+        (r#"{"status": "fine"}"#, StatusCode::BAD_REQUEST),
+        ("not json", StatusCode::BAD_REQUEST),
+        (
+            &format!(r#"{{"status": "pass", "message": "{}"}}"#, "x".repeat(5000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        assert_eq!(
+            admin(gw.admin, "POST", path, token, body).await.0,
+            code,
+            "{body:.40}"
+        );
+    }
+    let (code, _) = admin(gw.admin, "POST", "/api/checks/api/report", token, pass).await;
+    assert_eq!(
+        code,
+        StatusCode::NOT_FOUND,
+        "an http check takes no reports"
+    );
+    let (code, _) = admin(gw.admin, "POST", "/api/checks/nope/report", token, pass).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = admin(gw.admin, "GET", path, token, "").await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+
+    // No more reports: failed after the ttl, and readiness with it.
+    eventually(WITHIN, "readiness failing on the silent worker", || async {
+        get(gw.addr, "/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let (_, _, reason) = get(gw.addr, "/readyz").await;
+    assert_eq!(reason, "not ready: worker fail");
+    let health = gw.health().await;
+    assert_eq!(
+        health["checks"]["worker:push"][0]["category"],
+        "ttl_expired"
+    );
+    let (code, _) = admin(gw.admin, "POST", path, token, r#"{"status": "warn"}"#).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    eventually(WITHIN, "a warning serves", || async {
+        get(gw.addr, "/readyz").await.0 == StatusCode::OK
+    })
+    .await;
+}

@@ -670,3 +670,98 @@ dependency = true
     );
     assert!(!published.load().liveness.ok);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_push_check_takes_reports_at_once_and_fails_when_they_stop() {
+    use healthgate::scheduler::{PushReport, Refused, Reported};
+    let toml = r#"
+[[checks]]
+name = "nightly"
+type = "push"
+ttl = "10s"
+failure_threshold = 1
+"#;
+    let mut engine = Engine::start(&config(toml).checks, Arc::new(()));
+    let published = engine.published();
+    let inboxes = engine.inboxes();
+    let report = |status, message: &str| PushReport {
+        status,
+        message: message.to_owned(),
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(status(&published.load(), "nightly"), Status::Starting);
+
+    let sent = Instant::now();
+    inboxes
+        .deliver("nightly", report(Reported::Pass, "backup done"))
+        .unwrap();
+    let seen = until(&published, Duration::from_secs(1), |s| {
+        status(s, "nightly") == Status::Pass
+    })
+    .await;
+    assert!(
+        seen - sent < Duration::from_millis(50),
+        "a report counts at once"
+    );
+    assert_eq!(
+        view(&published.load(), "nightly")
+            .last
+            .as_ref()
+            .unwrap()
+            .message,
+        "reported pass: backup done"
+    );
+
+    // Silence for the ttl: failed, measured from the last report.
+    let failed = until(&published, Duration::from_secs(15), |s| {
+        status(s, "nightly") == Status::Fail
+    })
+    .await;
+    let waited = failed - sent;
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_millis(10_050),
+        "{waited:?}"
+    );
+    let last = view(&published.load(), "nightly").last.clone().unwrap();
+    assert_eq!(last.failure, Some(Category::TtlExpired));
+    assert_eq!(last.message, "no report for 10s");
+
+    inboxes
+        .deliver("nightly", report(Reported::Warn, "slow"))
+        .unwrap();
+    until(&published, Duration::from_secs(1), |s| {
+        status(s, "nightly") == Status::Warn
+    })
+    .await;
+    inboxes
+        .deliver("nightly", report(Reported::Fail, "disk full"))
+        .unwrap();
+    until(&published, Duration::from_secs(1), |s| {
+        status(s, "nightly") == Status::Fail
+    })
+    .await;
+    let last = view(&published.load(), "nightly").last.clone().unwrap();
+    assert_eq!(
+        (last.failure, last.message.as_str()),
+        (Some(Category::Reported), "reported fail: disk full")
+    );
+
+    // Only push checks take reports; a removed one no longer does.
+    assert_eq!(
+        inboxes.deliver("other", report(Reported::Pass, "")),
+        Err(Refused::Unknown)
+    );
+    engine.apply(&[], |_| no_record_top()).await;
+    assert_eq!(
+        inboxes.deliver("nightly", report(Reported::Pass, "")),
+        Err(Refused::Unknown)
+    );
+}
+
+fn no_record_top() -> healthgate::health::ReloadRecord {
+    healthgate::health::ReloadRecord {
+        at: std::time::SystemTime::now(),
+        successful: true,
+        message: String::new(),
+    }
+}

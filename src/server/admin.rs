@@ -260,6 +260,7 @@ fn check_json(c: &CheckView, runs: bool) -> Value {
         "status": c.status.as_str(),
         "since": rfc3339(c.since),
         "critical": c.critical,
+        "dependency": c.dependency,
         "groups": c.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "consecutiveSuccesses": c.consecutive_successes,
         "consecutiveFailures": c.consecutive_failures,
