@@ -206,30 +206,47 @@ fn windows_paces_and_latency_expectations_are_checked() {
 
 #[test]
 fn the_new_probe_types_name_the_bad_key() {
-    let check = |kind: &str, body: &str| format!("[[checks]]\nname = \"x\"\ntype = \"{kind}\"\n{body}\n");
+    let check =
+        |kind: &str, body: &str| format!("[[checks]]\nname = \"x\"\ntype = \"{kind}\"\n{body}\n");
     assert_rejected(
         &check("dns", "query = \"db.internal.\"\nrecord_type = \"AXFR\""),
-        &["check \"x\"", "key `record_type`", "unknown record type `AXFR`"],
+        &[
+            "check \"x\"",
+            "key `record_type`",
+            "unknown record type `AXFR`",
+        ],
     );
     assert_rejected(
         &check("dns", "query = \"db.internal.\"\nexpect.rcode = \"NOPE\""),
         &["key `expect.rcode`", "`NXDOMAIN`"],
     );
     assert_rejected(
-        &check("dns", "query = \"gone.internal.\"\nexpect = { rcode = \"NXDOMAIN\", answers_contain = [\"1.2.3.4\"] }"),
+        &check(
+            "dns",
+            "query = \"gone.internal.\"\nexpect = { rcode = \"NXDOMAIN\", answers_contain = [\"1.2.3.4\"] }",
+        ),
         &["key `expect`", "comes with none"],
     );
     assert_rejected(
         &check("dns", "query = \"db.internal.\"\nserver = \"dns.internal\""),
         &["key `server`", "`IP:PORT`"],
     );
-    assert_rejected(&check("grpc", "address = \"localhost\""), &["key `address`", "host:port"]);
     assert_rejected(
-        &check("grpc", "address = \"localhost:9000\"\nmetadata = { \"bad key\" = \"v\" }"),
+        &check("grpc", "address = \"localhost\""),
+        &["key `address`", "host:port"],
+    );
+    assert_rejected(
+        &check(
+            "grpc",
+            "address = \"localhost:9000\"\nmetadata = { \"bad key\" = \"v\" }",
+        ),
         &["key `metadata.bad key`", "not a valid metadata key"],
     );
     assert_rejected(
-        &check("tls", "address = \"localhost:443\"\nexpect.cert_min_validity = \"soon\""),
+        &check(
+            "tls",
+            "address = \"localhost:443\"\nexpect.cert_min_validity = \"soon\"",
+        ),
         &["key `expect.cert_min_validity`"],
     );
     assert_rejected(
@@ -237,16 +254,33 @@ fn the_new_probe_types_name_the_bad_key() {
         &["key `path`", "absolute"],
     );
     assert_rejected(
-        &check("disk", "path = \"/data\"\nwarn_above = 95\nfail_above = 90\ninodes_fail_above = 101"),
-        &["key `warn_above`", "below `fail_above` (90)", "key `inodes_fail_above`", "0 to 100"],
+        &check(
+            "disk",
+            "path = \"/data\"\nwarn_above = 95\nfail_above = 90\ninodes_fail_above = 101",
+        ),
+        &[
+            "key `warn_above`",
+            "below `fail_above` (90)",
+            "key `inodes_fail_above`",
+            "0 to 100",
+        ],
     );
     assert_rejected(
-        &check("memory", "pressure_warn_above = 50\npressure_fail_above = 10"),
+        &check(
+            "memory",
+            "pressure_warn_above = 50\npressure_fail_above = 10",
+        ),
         &["key `pressure_warn_above`", "below `pressure_fail_above`"],
     );
     assert_rejected(&check("push", ""), &["key `ttl`", "missing"]);
-    assert_rejected(&check("push", "ttl = \"0s\""), &["key `ttl`", "more than 0s"]);
-    assert_rejected(&check("dsn", "query = \"x.\""), &["key `type`", "did you mean `dns`?"]);
+    assert_rejected(
+        &check("push", "ttl = \"0s\""),
+        &["key `ttl`", "more than 0s"],
+    );
+    assert_rejected(
+        &check("dsn", "query = \"x.\""),
+        &["key `type`", "did you mean `dns`?"],
+    );
 }
 
 #[test]

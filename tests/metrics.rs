@@ -333,17 +333,46 @@ async fn https_checks_export_their_certificate_expiry() {
     let server = TestServer::start_with_tls(Some(pki.server)).await;
     let gw = start_gateway(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\n\
-         [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n",
-        server.addr.port(),
-        ca.display()
+         [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{port}/ok\"\ntls.ca_file = \"{ca}\"\n\
+         [[checks]]\nname = \"cert\"\ntype = \"tls\"\naddress = \"localhost:{port}\"\ntls.ca_file = \"{ca}\"\nexpect.cert_min_validity = \"36500d\"\n",
+        port = server.addr.port(),
+        ca = ca.display()
     ))
     .await;
-    eventually(WITHIN, "the expiry gauge", || async {
-        value(
-            &scrape(&gw).await.1,
-            "healthgate_tls_cert_not_after_seconds",
-            &[("check", "secure")],
-        ) == Some(LEAF_NOT_AFTER as f64)
+    eventually(WITHIN, "the expiry gauge of both checks", || async {
+        let samples = scrape(&gw).await.1;
+        ["secure", "cert"].iter().all(|check| {
+            value(
+                &samples,
+                "healthgate_tls_cert_not_after_seconds",
+                &[("check", check)],
+            ) == Some(LEAF_NOT_AFTER as f64)
+        })
     })
     .await;
+    // Within a (deliberately huge) minimum validity: runs count as warnings,
+    // the check is `warn`, and readiness holds.
+    eventually(WITHIN, "warned runs", || async {
+        value(
+            &scrape(&gw).await.1,
+            "healthgate_check_runs_total",
+            &[
+                ("check", "cert"),
+                ("result", "warn"),
+                ("category", "cert_expiring"),
+            ],
+        )
+        .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let samples = scrape(&gw).await.1;
+    assert_eq!(
+        value(
+            &samples,
+            "healthgate_check_status",
+            &[("check", "cert"), ("status", "warn")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(get(gw.addr, "/readyz").await.0, StatusCode::OK);
 }

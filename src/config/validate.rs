@@ -802,14 +802,7 @@ impl Validator {
 
     fn tcp(&mut self, check: Option<&str>, s: TcpSection) -> Option<ProbeSpec> {
         let before = self.problems.len();
-        let address = split_host_port(&s.address);
-        if address.is_none() {
-            self.push(
-                check,
-                "address",
-                "expected `host:port`, e.g. \"127.0.0.1:5432\"".into(),
-            );
-        }
+        let address = self.address(check, &s.address);
         if !(1..=MAX_RESPONSE_BYTES).contains(&s.max_response_bytes) {
             self.push(
                 check,
