@@ -95,6 +95,78 @@ mod grpc {
         assert!(!format!("{o:?}").contains("s3cret"), "{o:?}");
     }
 
+    /// A bare HTTP/2 server answering every call SERVING, recording the
+    /// `:authority` and `x-token` of each request.
+    async fn recording_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+        use http_body_util::{BodyExt, StreamBody};
+        use hyper::body::Frame;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let record = record.clone();
+                let service = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let authority = req
+                            .uri()
+                            .authority()
+                            .map(|a| a.to_string())
+                            .unwrap_or_default();
+                        let token = req
+                            .headers()
+                            .get("x-token")
+                            .map(|v| v.to_str().unwrap().to_owned())
+                            .unwrap_or_default();
+                        record.lock().unwrap().push((authority, token));
+                        async move {
+                            let _ = req.into_body().collect().await;
+                            // One length-prefixed HealthCheckResponse { status: SERVING }, then trailers.
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", "0".parse().unwrap());
+                            let frames: Vec<Result<Frame<bytes::Bytes>, std::convert::Infallible>> = vec![
+                                Ok(Frame::data(bytes::Bytes::from_static(&[
+                                    0, 0, 0, 0, 2, 0x08, 0x01,
+                                ]))),
+                                Ok(Frame::trailers(trailers)),
+                            ];
+                            let body = StreamBody::new(tokio_stream::iter(frames));
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "application/grpc")
+                                    .body(body)
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn authority_and_metadata_go_on_the_wire() {
+        let (addr, seen) = recording_server().await;
+        let o = run_probe("grpc", &check(addr, "")).await;
+        assert!(o.passed(), "{o:?}");
+        let o = run_probe("grpc", &check(addr, "authority = \"orders.internal:443\"")).await;
+        assert!(o.passed(), "{o:?}");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                (addr.to_string(), "s3cret".to_owned()),
+                ("orders.internal:443".to_owned(), "s3cret".to_owned()),
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn over_tls_with_the_chain_verified() {
         let pki = test_pki();
