@@ -120,6 +120,23 @@ async fn runs_and_results_match_what_the_probes_did() {
     )
     .unwrap();
     assert_eq!(count, runs, "one duration per run");
+    // Every run's start lateness is in one unlabelled histogram; on an idle
+    // machine nearly all start within 25 ms of their schedule.
+    let started = value(&samples, "healthgate_scheduler_lateness_seconds_count", &[]).unwrap();
+    assert!(
+        started >= runs + failed,
+        "{started} starts, {runs} + {failed} runs"
+    );
+    let prompt = value(
+        &samples,
+        "healthgate_scheduler_lateness_seconds_bucket",
+        &[("le", "0.025")],
+    )
+    .unwrap();
+    assert!(
+        prompt >= started * 0.9,
+        "{prompt} of {started} within 25 ms"
+    );
 
     assert_eq!(
         value(

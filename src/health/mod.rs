@@ -195,6 +195,7 @@ impl Health {
             overall,
             reloads: self.reloads.clone(),
             drain: self.drain.clone(),
+            health_body: std::sync::OnceLock::new(),
         }
     }
 

@@ -73,6 +73,9 @@ pub struct Snapshot {
     pub reloads: Reloads,
     /// Set while readiness is failed on purpose (shutdown or maintenance).
     pub drain: Option<Drain>,
+    /// The `/health` body, rendered by the first request that needs it and
+    /// then served to every other request for this snapshot.
+    pub health_body: std::sync::OnceLock<Bytes>,
 }
 
 /// Readiness failed on purpose: a shutdown in progress, or an operator's

@@ -51,6 +51,9 @@ pub trait Observer: Send + Sync + 'static {
     /// `check` is the view after the result; `transition` is set if its status changed.
     fn on_result(&self, check: &CheckView, outcome: &Outcome, transition: Option<Transition>);
 
+    /// A run started `lateness` after its scheduled time (push checks have no schedule).
+    fn on_start(&self, _lateness: Duration) {}
+
     /// A reload attempt, applied or rejected.
     fn on_reload(&self, _record: &ReloadRecord) {}
 }
@@ -70,6 +73,8 @@ enum Message {
 
 /// One probe result on its way to the collector.
 struct Report {
+    /// How late the run started against its schedule.
+    late: Option<Duration>,
     name: Arc<str>,
     generation: u64,
     outcome: Outcome,
@@ -352,10 +357,12 @@ async fn run_check(
     let mut next = Instant::now() + first_run_delay(&pace.schedule);
     loop {
         sleep_until(next).await;
+        let late = Instant::now().saturating_duration_since(next);
         let mut outcome = probe::run(probe.as_ref(), timeout).await;
         let now = Instant::now();
         let interval = pace.after(&mut outcome, now);
         let report = Report {
+            late: Some(late),
             name: name.clone(),
             generation,
             outcome,
@@ -385,6 +392,9 @@ async fn collect(
         for message in batch.drain(..) {
             match message {
                 Message::Result(r) => {
+                    if let Some(late) = r.late {
+                        observer.on_start(late);
+                    }
                     let transition = health.record(&r.name, r.generation, &r.outcome, r.now, r.at);
                     if let Some(view) = health.current(&r.name, r.generation) {
                         observer.on_result(view, &r.outcome, transition);

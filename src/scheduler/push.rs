@@ -111,6 +111,7 @@ pub(super) async fn run_push(
         let mut outcome = outcome;
         outcome.started_at = at;
         let report = Report {
+            late: None,
             name: name.clone(),
             generation,
             outcome,

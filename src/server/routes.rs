@@ -126,6 +126,19 @@ fn list(snapshot: &Snapshot, group: Group, verdict: &Verdict) -> String {
 
 /// IETF draft "Health Check Response Format for HTTP APIs".
 fn health_json(snapshot: &Snapshot) -> Response {
+    let body = snapshot
+        .health_body
+        .get_or_init(|| Bytes::from(render_health(snapshot)))
+        .clone();
+    let mut response = plain(code(snapshot.overall != Status::Fail), body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON));
+    response
+}
+
+/// The `application/health+json` document of `snapshot`.
+fn render_health(snapshot: &Snapshot) -> Vec<u8> {
     let mut checks = Map::new();
     for check in &snapshot.checks {
         checks.insert(
@@ -157,12 +170,7 @@ fn health_json(snapshot: &Snapshot) -> Response {
             );
         doc["output"] = Value::String(reason);
     }
-    let body = serde_json::to_vec(&doc).unwrap_or_default();
-    let mut response = plain(code(snapshot.overall != Status::Fail), Bytes::from(body));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON));
-    response
+    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 /// Reloads since start and the latest attempt (not part of the draft; clients ignore it).

@@ -9,7 +9,8 @@
 //! | `healthgate.check.up` | `healthgate_check_up` | check, type |
 //! | `healthgate.check.status` | `healthgate_check_status` (one-hot) | check, type, status |
 //! | `healthgate.check.duration` (s) | `healthgate_check_duration_seconds` | check, type, result |
-//! | `healthgate.check.runs` | `healthgate_check_runs_total` | check, type, result, category (failures only) |
+//! | `healthgate.check.runs` | `healthgate_check_runs_total` | check, type, result, category (failures and warnings) |
+//! | `healthgate.scheduler.lateness` (s) | `healthgate_scheduler_lateness_seconds` | |
 //! | `healthgate.check.transitions` | `healthgate_check_transitions_total` | check, type, from, to |
 //! | `healthgate.check.consecutive_failures` | `healthgate_check_consecutive_failures` | check, type |
 //! | `healthgate.check.last_change` (s) | `healthgate_check_last_change_seconds` | check, type |
@@ -62,6 +63,7 @@ pub struct Metrics {
 
 /// Counts runs and transitions as the collector records them.
 pub struct Recorder {
+    lateness: Histogram<f64>,
     runs: Counter<u64>,
     duration: Histogram<f64>,
     transitions: Counter<u64>,
@@ -155,6 +157,15 @@ impl Recorder {
                 .with_description("How long probe runs took, by result.")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
                 .build(),
+            lateness: meter
+                .f64_histogram("healthgate.scheduler.lateness")
+                .with_unit("s")
+                .with_description(
+                    "How late probe runs started against their schedule (all checks; \
+                     CPU starvation or an overloaded scheduler shows here).",
+                )
+                .with_boundaries(LATENESS_BUCKETS.to_vec())
+                .build(),
             transitions: meter
                 .u64_counter("healthgate.check.transitions")
                 .with_description("Changes of a check's status, by from and to.")
@@ -163,7 +174,14 @@ impl Recorder {
     }
 }
 
+/// Run start lateness buckets, in seconds: 1 ms to 1 s.
+const LATENESS_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
 impl Observer for Recorder {
+    fn on_start(&self, lateness: std::time::Duration) {
+        self.lateness.record(lateness.as_secs_f64(), &[]);
+    }
+
     fn on_result(&self, check: &CheckView, outcome: &Outcome, transition: Option<Transition>) {
         let result = outcome.result();
         let mut labels = vec![

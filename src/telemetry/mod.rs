@@ -32,6 +32,10 @@ impl Observer for Observers {
         }
     }
 
+    fn on_start(&self, lateness: std::time::Duration) {
+        self.metrics.on_start(lateness);
+    }
+
     fn on_reload(&self, record: &ReloadRecord) {
         if let Some(traces) = &self.traces {
             traces.record_reload(record);
