@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: healthgate side by side with nginx and blackbox_exporter.
+
+Run through benches/e2e.sh (which installs nginx, wrk and
+prometheus-blackbox-exporter and builds the release binary). Everything
+listens on 127.0.0.1; every load loop is bounded in time. Servers run pinned
+to CPU 0, load generators and targets to CPU 1, so the ratios compare like
+with like. Prints a Markdown report on stdout; progress goes to stderr.
+
+Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (per round, default 10),
+BENCH_PROBE_COUNTS (default "100,1000,10000").
+"""
+
+import http.client
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "healthgate")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+PROBE_COUNTS = [int(n) for n in os.environ.get("BENCH_PROBE_COUNTS", "100,1000,10000").split(",")]
+TICK = os.sysconf("SC_CLK_TCK")
+WORK = tempfile.mkdtemp(prefix="healthgate-bench-")
+children = []
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(argv, cpu, name, env=None):
+    out = open(os.path.join(WORK, name + ".log"), "w")
+    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=out, stderr=subprocess.STDOUT,
+                         env=env, start_new_session=True)
+    children.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_http(url, within=30):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                r.read()
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer within {within}s")
+
+
+def get(port, path, timeout=2):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+# --- the peers ---------------------------------------------------------------
+
+def nginx(cpu, name):
+    """A single-process nginx: `return 200` everywhere, stub_status at /status."""
+    port = free_port()
+    conf = os.path.join(WORK, name + ".conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; master_process off; worker_processes 1;
+pid {WORK}/{name}.pid; error_log {WORK}/{name}.err warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
+  client_body_temp_path {WORK}; proxy_temp_path {WORK}; fastcgi_temp_path {WORK};
+  uwsgi_temp_path {WORK}; scgi_temp_path {WORK};
+  server {{
+    listen 127.0.0.1:{port} backlog=16384;
+    location = /status {{ stub_status; }}
+    location / {{ default_type text/plain; return 200 "ok\\n"; }}
+  }}
+}}
+""")
+    p = spawn(["nginx", "-c", conf, "-p", WORK], cpu, name)
+    wait_http(f"http://127.0.0.1:{port}/status")
+    return p, port
+
+
+def nginx_requests(port):
+    _, body = get(port, "/status")
+    # "server accepts handled requests\n A B C"
+    return int(body.decode().split("\n")[2].split()[2])
+
+
+def healthgate(checks_toml, cpu, name, extra=""):
+    port, admin = free_port(), free_port()
+    path = os.path.join(WORK, name + ".toml")
+    with open(path, "w") as f:
+        f.write(f"""[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+[reload]
+poll_interval = "0s"
+debounce = "50ms"
+{extra}
+{checks_toml}""")
+    env = dict(os.environ, RUST_LOG="warn")
+    p = spawn([BIN, "run", "--config", path], cpu, name, env)
+    wait_http(f"http://127.0.0.1:{admin}/livez")
+    return p, port, admin, path
+
+
+def http_checks(n, target_port, interval="1s", timeout="2s"):
+    return f'[defaults]\ninterval = "{interval}"\ntimeout = "{timeout}"\n' + "".join(
+        f'[[checks]]\nname = "c{i}"\ntype = "http"\nurl = "http://127.0.0.1:{target_port}/ok?{i}"\n'
+        for i in range(n))
+
+
+# --- wrk -----------------------------------------------------------------------
+
+def wrk(url, connections=64, close=False, seconds=SECONDS):
+    argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    pct = {}
+    for q, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        pct[q] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]  # ms
+    return {"rps": rps, "total": total, "p50": pct.get("50"), "p99": pct.get("99"),
+            "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def measured_wrk(pid, url, close):
+    before = cpu_seconds(pid)
+    r = wrk(url, close=close)
+    r["cpu_us_per_req"] = (cpu_seconds(pid) - before) / max(r["total"], 1) * 1e6
+    return r
+
+
+def median_of(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+
+# --- 1. verdict endpoint -----------------------------------------------------------
+
+def verdict_endpoint():
+    log("1. /readyz vs nginx return 200")
+    target, target_port = nginx(1, "target-1")
+    gate, port, _, _ = healthgate(http_checks(1, target_port), 0, "gate-1")
+    poll_until(port, 200, 10)  # the check has its first verdict
+    server, server_port = nginx(0, "nginx-1")
+    results = {}
+    for mode, close in [("keep-alive", False), ("new connection", True)]:
+        for name, pid, url in [("healthgate /readyz", gate.pid, f"http://127.0.0.1:{port}/readyz"),
+                               ("nginx return 200", server.pid, f"http://127.0.0.1:{server_port}/ok")]:
+            runs = [measured_wrk(pid, url, close) for _ in range(ROUNDS)]
+            bad = [r for r in runs if r["non2xx"] or r["socket_errors"]]
+            results[(mode, name)] = {k: median_of(runs, k) for k in ["rps", "p50", "p99", "cpu_us_per_req"]}
+            results[(mode, name)]["errors"] = "; ".join(f"{r['non2xx']} non-2xx {r['socket_errors']}" for r in bad)
+            log(f"   {mode:15} {name:20} {results[(mode, name)]}")
+    for p in (gate, server, target):
+        stop(p)
+    return results
+
+
+# --- 2. probe cost ------------------------------------------------------------------
+
+def lateness_p99(admin):
+    """p99 start lateness (ms), interpolated in the histogram's buckets."""
+    _, body = get(admin, "/metrics", timeout=30)
+    buckets = []
+    for le, count in re.findall(r'^healthgate_scheduler_lateness_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$',
+                                body.decode(), re.M):
+        buckets.append((float("inf") if le == "+Inf" else float(le), float(count)))
+    buckets.sort()
+    total = buckets[-1][1]
+    rank = 0.99 * total
+    lower_le, lower_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return float("inf"), total
+            return (lower_le + (le - lower_le) * (rank - lower_count) / max(count - lower_count, 1)) * 1e3, total
+        lower_le, lower_count = le, count
+    return float("nan"), total
+
+
+def probe_cost_healthgate(n):
+    target, target_port = nginx(1, f"target-{n}")
+    gate, _, admin, _ = healthgate(http_checks(n, target_port), 0, f"gate-{n}")
+    time.sleep(5)  # every check has made its first run (jitter < 1 interval)
+    windows = []
+    for _ in range(ROUNDS):
+        c0, r0, t0 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
+        time.sleep(SECONDS)
+        c1, r1, t1 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
+        probes = r1 - r0 - 1  # the stub_status request itself
+        windows.append({"probes_per_s": probes / (t1 - t0), "cpu_per_1000": (c1 - c0) / probes * 1000,
+                        "cpu_share": (c1 - c0) / (t1 - t0)})
+    rss = rss_mb(gate.pid)
+    p99, starts = lateness_p99(admin)
+    stop(gate)
+    stop(target)
+    result = {k: statistics.median(w[k] for w in windows) for k in windows[0]}
+    result.update(rss=rss, lateness_p99_ms=p99, starts=starts)
+    log(f"   healthgate {n:6} checks: {result}")
+    return result
+
+
+def probe_cost_blackbox():
+    target, target_port = nginx(1, "target-bb")
+    port = free_port()
+    conf = os.path.join(WORK, "blackbox.yml")
+    with open(conf, "w") as f:
+        f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 2s\n"
+                "    http:\n      preferred_ip_protocol: ip4\n")
+    bb = spawn(["prometheus-blackbox-exporter", f"--config.file={conf}",
+                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], 0, "blackbox")
+    url = f"http://127.0.0.1:{port}/probe?module=http_2xx&target=http://127.0.0.1:{target_port}/ok"
+    wait_http(url)
+    runs = []
+    for _ in range(ROUNDS):
+        c0, r0 = cpu_seconds(bb.pid), nginx_requests(target_port)
+        w = wrk(url, connections=8)
+        probes = nginx_requests(target_port) - r0 - 1
+        ok = b"probe_success 1" in get(port, url.split(str(port), 1)[1])[1]
+        runs.append({"probes_per_s": w["rps"], "cpu_per_1000": (cpu_seconds(bb.pid) - c0) / probes * 1000,
+                     "probes": probes, "requests": w["total"], "success": ok})
+    result = {k: statistics.median(r[k] for r in runs) for k in ["probes_per_s", "cpu_per_1000"]}
+    result["rss"] = rss_mb(bb.pid)
+    result["all_succeeded"] = all(r["success"] for r in runs)
+    log(f"   blackbox_exporter: {result} {runs}")
+    stop(bb)
+    stop(target)
+    return result
+
+
+# --- 3. idle ------------------------------------------------------------------------
+
+def idle_rss():
+    gate, _, _, _ = healthgate("", 0, "gate-idle")
+    time.sleep(3)
+    rss = rss_mb(gate.pid)
+    stop(gate)
+    return rss
+
+
+# --- 4. reaction ----------------------------------------------------------------------
+
+class Flip(http.server.BaseHTTPRequestHandler):
+    healthy = True
+
+    def do_GET(self):
+        code = 200 if Flip.healthy else 503
+        self.send_response(code)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def poll_until(port, want, within, path="/readyz"):
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        try:
+            if get(port, path)[0] == want:
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise SystemExit(f"{path} did not answer {want} within {within}s")
+
+
+def reaction():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    interval, threshold, timeout = 1.0, 3, 1.0
+    checks = (f'[defaults]\ninterval = "1s"\ntimeout = "1s"\nfailure_threshold = {threshold}\n'
+              f'[[checks]]\nname = "api"\ntype = "http"\nurl = "http://127.0.0.1:{server.server_port}/"\n')
+    gate, port, admin, path = healthgate(checks, 0, "gate-reaction")
+    poll_until(port, 200, 10)
+    to_fail = []
+    for _ in range(ROUNDS + 2):
+        Flip.healthy = False
+        t0 = time.monotonic()
+        to_fail.append((poll_until(port, 503, 15) - t0) * 1e3)
+        Flip.healthy = True
+        poll_until(port, 200, 15)
+    applied = []
+    for i in range(ROUNDS + 2):
+        with open(path) as f:
+            text = f.read()
+        text += f'[[checks]]\nname = "added{i}"\ntype = "tcp"\naddress = "127.0.0.1:1"\n'
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        t0 = time.monotonic()
+        os.rename(tmp, path)  # as editors and ConfigMap updates do
+        applied.append((poll_until(admin, 200, 10, f"/api/checks/added{i}") - t0) * 1e3)
+    stop(gate)
+    server.shutdown()
+    bound = (threshold * interval + timeout) * 1e3
+    return {"to_fail_ms": to_fail, "bound_ms": bound, "config_ms": applied}
+
+
+def main():
+    if not os.path.exists(BIN):
+        raise SystemExit(f"build {BIN} first: cargo build --release")
+    try:
+        verdict = verdict_endpoint()
+        log("2. probe cost")
+        costs = {n: probe_cost_healthgate(n) for n in PROBE_COUNTS}
+        bb = probe_cost_blackbox()
+        log("3. idle")
+        idle = idle_rss()
+        log("4. reaction")
+        react = reaction()
+    finally:
+        for p in children:
+            stop(p)
+    report(verdict, costs, bb, idle, react)
+
+
+def report(verdict, costs, bb, idle, react):
+    print(f"Medians of {ROUNDS} rounds of {SECONDS} s. Servers on CPU 0, wrk and targets on CPU 1.\n")
+    print("### 1. Verdict endpoint (wrk, 1 thread, 64 connections)\n")
+    print("| mode | server | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for (mode, name), r in verdict.items():
+        print(f"| {mode} | {name} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
+              f"{r['cpu_us_per_req']:.1f} | {r['errors'] or '-'} |")
+    for mode in ["keep-alive", "new connection"]:
+        g, n = verdict[(mode, "healthgate /readyz")], verdict[(mode, "nginx return 200")]
+        print(f"\n{mode}: healthgate/nginx throughput **{g['rps'] / n['rps'] * 100:.0f} %**, "
+              f"CPU per request {g['cpu_us_per_req'] / n['cpu_us_per_req']:.2f}x nginx's.")
+    print("\n### 2. Probe cost (HTTP probes of a local nginx, fresh connection each)\n")
+    print("| prober | checks | probes/s | CPU-s per 1000 probes | CPU share of one core | RSS MB | start lateness p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for n, r in costs.items():
+        print(f"| healthgate (interval 1 s) | {n} | {r['probes_per_s']:.0f} | {r['cpu_per_1000']:.3f} | "
+              f"{r['cpu_share'] * 100:.0f} % | {r['rss']:.1f} | {r['lateness_p99_ms']:.1f} |")
+    print(f"| blackbox_exporter (wrk, 8 connections) | - | {bb['probes_per_s']:.0f} | {bb['cpu_per_1000']:.3f} | "
+          f"100 % | {bb['rss']:.1f} | - |")
+    for n, r in costs.items():
+        print(f"\n{n} checks: healthgate uses **{r['cpu_per_1000'] / bb['cpu_per_1000'] * 100:.0f} %** of "
+              f"blackbox_exporter's CPU per probe.", end="")
+    print(f"\n\nblackbox_exporter probes all succeeded: {bb['all_succeeded']}.")
+    print(f"\n### 3. Scale\n\nIdle RSS with 0 checks: **{idle:.1f} MB**. "
+          + " ".join(f"{n} checks: {r['rss']:.1f} MB, {r['cpu_share'] * 100:.0f} % of a core, "
+                     f"p99 start lateness {r['lateness_p99_ms']:.1f} ms ({r['starts']:.0f} starts)."
+                     for n, r in costs.items()))
+    t, c = react["to_fail_ms"], react["config_ms"]
+    print(f"\n### 4. Reaction\n\nTarget fails → `/readyz` 503 (interval 1 s, failure_threshold 3, timeout 1 s; "
+          f"bound {react['bound_ms']:.0f} ms): median **{statistics.median(t):.0f} ms**, max {max(t):.0f} ms "
+          f"over {len(t)} rounds ({', '.join(f'{x:.0f}' for x in t)}).")
+    print(f"\nConfig written (rename) → new check served by the admin API: median **{statistics.median(c):.0f} ms**, "
+          f"max {max(c):.0f} ms over {len(c)} rounds.")
+
+
+if __name__ == "__main__":
+    main()
