@@ -279,9 +279,17 @@ mod dns {
 
     /// The responder on UDP and TCP, same port.
     async fn server() -> SocketAddr {
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // A free UDP port is not always free for TCP: try until both bind.
+        let mut attempts = 0;
+        let (udp, tcp) = loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            match tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+                Ok(tcp) => break (udp, tcp),
+                Err(_) if attempts < 100 => attempts += 1,
+                Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+            }
+        };
         let addr = udp.local_addr().unwrap();
-        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, from)) = udp.recv_from(&mut buf).await {

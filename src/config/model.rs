@@ -657,7 +657,7 @@ pub struct TlsSection {
 }
 
 /// Which root certificate store an https check trusts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RootsKind {
     /// Mozilla's root bundle compiled into the binary.

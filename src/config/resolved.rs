@@ -71,12 +71,14 @@ pub struct Check {
     pub definition: Definition,
 }
 
-/// What identifies a check's behaviour: its table as written, its resolved
-/// schedule, and the CA certificates its `tls.ca_file` held when loaded.
+/// What identifies a check's behaviour: its table as written (compact JSON
+/// with sorted keys: a few hundred bytes, where the parsed tree took several
+/// times that per check and copy), its resolved schedule, and the CA
+/// certificates its `tls.ca_file` held when loaded.
 /// `Debug` shows nothing: the table may hold header values and passwords.
 #[derive(Clone, PartialEq)]
 pub struct Definition {
-    pub(super) table: serde_json::Value,
+    pub(super) table: Box<str>,
     pub(super) schedule: Schedule,
     pub(super) extra_roots: Vec<CertificateDer<'static>>,
 }
@@ -134,7 +136,7 @@ pub struct MaxDuration {
 #[derive(Debug, Clone)]
 pub enum ProbeSpec {
     /// An HTTP(S) request.
-    Http(Box<HttpSpec>),
+    Http(Arc<HttpSpec>),
     /// A TCP connect.
     Tcp(TcpSpec),
     /// A command.

@@ -489,7 +489,8 @@ impl Validator {
             schedule,
             probe,
             definition: Definition {
-                table: item.clone(),
+                // serde_json's maps are sorted: equal tables, equal text.
+                table: item.to_string().into_boxed_str(),
                 schedule,
                 extra_roots,
             },
@@ -737,7 +738,7 @@ impl Validator {
         if self.problems.len() > before {
             return None;
         }
-        Some(ProbeSpec::Http(Box::new(HttpSpec {
+        Some(ProbeSpec::Http(Arc::new(HttpSpec {
             url,
             basic_auth,
             method,

@@ -2,7 +2,7 @@
 //! connection per run unless `reuse_connection`, the body read up to
 //! `max_body_bytes` and no further, then the expectations judged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -24,8 +24,10 @@ const USER_AGENT_VALUE: &str = concat!("healthgate/", env!("CARGO_PKG_VERSION"))
 
 /// Requests `spec.url` and judges the answer.
 pub struct HttpProbe {
-    spec: HttpSpec,
-    tls: Result<Arc<ClientConfig>, String>,
+    spec: Arc<HttpSpec>,
+    /// Built on the first https request (a plain http check, unless a
+    /// redirect leads to https, never needs one).
+    tls: OnceLock<Result<Arc<ClientConfig>, String>>,
     target: Arc<Target>,
     /// The kept connection with `reuse_connection`, and the origin it belongs to.
     pooled: Mutex<Option<(String, Conn)>>,
@@ -50,8 +52,7 @@ struct Answer {
 
 impl HttpProbe {
     /// A probe for `spec`; its TLS config is built here, once.
-    pub fn new(spec: HttpSpec) -> Self {
-        let tls = tls::client_config(&spec.tls);
+    pub fn new(spec: Arc<HttpSpec>) -> Self {
         let https = spec.url.scheme_str() == Some("https");
         let target = Arc::new(Target {
             address: spec
@@ -66,7 +67,7 @@ impl HttpProbe {
         });
         Self {
             spec,
-            tls,
+            tls: OnceLock::new(),
             target,
             pooled: Mutex::new(None),
         }
@@ -251,6 +252,7 @@ impl HttpProbe {
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Outcome> {
         let config = self
             .tls
+            .get_or_init(|| tls::client_config(&self.spec.tls))
             .as_ref()
             .map_err(|e| Outcome::fail(Category::Tls, e.clone()))?;
         let name = self.spec.tls.server_name.as_deref().unwrap_or(host);

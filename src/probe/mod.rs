@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::{DnsSpec, GrpcSpec, HttpSpec, ProbeSpec, TlsProbeSpec};
+use crate::config::{DnsSpec, GrpcSpec, ProbeSpec, TlsProbeSpec};
 
 pub use cert::CertProbe;
 pub use disk::DiskProbe;
@@ -348,7 +348,7 @@ pub trait Probe: Send + Sync + 'static {
 /// TLS configs and compiled patterns are shared by every run.
 pub fn build(spec: &ProbeSpec) -> Arc<dyn Probe> {
     match spec {
-        ProbeSpec::Http(s) => Arc::new(HttpProbe::new(HttpSpec::clone(s))),
+        ProbeSpec::Http(s) => Arc::new(HttpProbe::new(s.clone())),
         ProbeSpec::Tcp(s) => Arc::new(TcpProbe::new(s.clone())),
         ProbeSpec::Exec(s) => Arc::new(ExecProbe::new(s.clone())),
         ProbeSpec::Tls(s) => Arc::new(CertProbe::new(TlsProbeSpec::clone(s))),

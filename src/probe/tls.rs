@@ -1,7 +1,8 @@
 //! TLS for the probes: rustls client configs (one per check, built once),
 //! the handshake with its failures named, and certificate expiry.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use rustls::CertificateError;
@@ -24,8 +25,39 @@ pub fn client_config(spec: &TlsSpec) -> Result<Arc<ClientConfig>, String> {
     client_config_alpn(spec, &[b"http/1.1"])
 }
 
-/// The client config for `spec` offering `alpn` (none: no ALPN).
+/// The client config for `spec` offering `alpn` (none: no ALPN). Configs
+/// that differ only in the server name are one shared config: with the
+/// built-in roots a config holds ~150 trust anchors, which thousands of
+/// checks need not each copy.
 pub fn client_config_alpn(spec: &TlsSpec, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
+    type Key = (RootsKind, Vec<CertificateDer<'static>>, bool, Vec<Vec<u8>>);
+    static SHARED: OnceLock<Mutex<HashMap<Key, Arc<ClientConfig>>>> = OnceLock::new();
+    let key: Key = (
+        spec.roots,
+        spec.extra_roots.clone(),
+        spec.insecure_skip_verify,
+        alpn.iter().map(|p| p.to_vec()).collect(),
+    );
+    let shared = SHARED.get_or_init(Mutex::default);
+    if let Some(config) = shared.lock().ok().and_then(|map| map.get(&key).cloned()) {
+        return Ok(config);
+    }
+    let config = build(spec, alpn)?;
+    if let Ok(mut map) = shared.lock() {
+        // Bounded: reloads with ever-new CA files must not grow it forever.
+        // Probes keep the configs they hold; only sharing starts over.
+        if map.len() >= MAX_SHARED {
+            map.clear();
+        }
+        map.insert(key, config.clone());
+    }
+    Ok(config)
+}
+
+/// Distinct TLS client configs kept for sharing.
+const MAX_SHARED: usize = 64;
+
+fn build(spec: &TlsSpec, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
