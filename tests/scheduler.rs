@@ -703,14 +703,8 @@ failure_threshold = 1
         seen - sent < Duration::from_millis(50),
         "a report counts at once"
     );
-    assert_eq!(
-        view(&published.load(), "nightly")
-            .last
-            .as_ref()
-            .unwrap()
-            .message,
-        "reported pass: backup done"
-    );
+    let last = view(&published.load(), "nightly").last.clone().unwrap();
+    assert_eq!(&*last.message, "reported pass: backup done");
 
     // Silence for the ttl: failed, measured from the last report.
     let failed = until(&published, Duration::from_secs(15), |s| {
@@ -724,7 +718,7 @@ failure_threshold = 1
     );
     let last = view(&published.load(), "nightly").last.clone().unwrap();
     assert_eq!(last.failure, Some(Category::TtlExpired));
-    assert_eq!(last.message, "no report for 10s");
+    assert_eq!(&*last.message, "no report for 10s");
 
     inboxes
         .deliver("nightly", report(Reported::Warn, "slow"))
@@ -742,7 +736,7 @@ failure_threshold = 1
     .await;
     let last = view(&published.load(), "nightly").last.clone().unwrap();
     assert_eq!(
-        (last.failure, last.message.as_str()),
+        (last.failure, &*last.message),
         (Some(Category::Reported), "reported fail: disk full")
     );
 

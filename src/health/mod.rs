@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 pub use snapshot::{
-    CheckView, Drain, DrainMode, LastRun, Published, RECENT_RUNS, ReloadRecord, Reloads, Snapshot,
-    Verdict,
+    CheckView, Drain, DrainMode, LastRun, Phases, Published, RECENT_RUNS, ReloadRecord, Reloads,
+    Snapshot, Verdict,
 };
 pub use state::{CheckState, Status, Transition};
 
@@ -119,13 +119,12 @@ impl Health {
             duration: outcome.duration,
             failure: outcome.failure,
             warning: outcome.warning,
-            message: outcome.message.clone(),
+            message: match &entry.view.last {
+                Some(last) if *last.message == *outcome.message => last.message.clone(),
+                _ => Arc::from(outcome.message.as_str()),
+            },
             http_status: outcome.http_status,
-            phases: outcome
-                .phases
-                .iter()
-                .map(|p| (p.name, p.duration))
-                .collect(),
+            phases: Phases::from_timed(outcome.phases.iter().map(|p| (p.name, p.duration))),
         });
         let state = &entry.state;
         let updated = CheckView {

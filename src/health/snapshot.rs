@@ -189,10 +189,79 @@ pub struct LastRun {
     pub failure: Option<Category>,
     /// Set when it passed with a warning.
     pub warning: Option<Category>,
-    /// The probe's message.
-    pub message: String,
+    /// The probe's message (shared with the previous run when the same).
+    pub message: Arc<str>,
     /// The HTTP status of the response, for http checks that got one.
     pub http_status: Option<u16>,
-    /// How long each timed phase took (dns, connect, tls, first_byte, body), in order.
-    pub phases: Vec<(&'static str, Duration)>,
+    /// How long each timed phase took.
+    pub phases: Phases,
+}
+
+/// The timed phases of one run, kept inline: ten runs per check for
+/// thousands of checks make the history the largest per-check memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Microseconds per phase, in [`Phases::NAMES`] order (saturating at ~71 minutes).
+    micros: [u32; 5],
+    /// Bit `i` set when phase `i` was timed.
+    present: u8,
+}
+
+impl Phases {
+    /// The phases a run can time, in order.
+    pub const NAMES: [&'static str; 5] = ["dns", "connect", "tls", "first_byte", "body"];
+
+    /// Keeps the phases of `timed` whose names are known (a repeated phase adds up).
+    pub fn from_timed<'a>(timed: impl IntoIterator<Item = (&'a str, Duration)>) -> Self {
+        let mut phases = Self::default();
+        for (name, duration) in timed {
+            if let Some(i) = Self::NAMES.iter().position(|n| *n == name) {
+                let micros = u32::try_from(duration.as_micros()).unwrap_or(u32::MAX);
+                phases.micros[i] = phases.micros[i].saturating_add(micros);
+                phases.present |= 1 << i;
+            }
+        }
+        phases
+    }
+
+    /// Whether no phase was timed.
+    pub fn is_empty(&self) -> bool {
+        self.present == 0
+    }
+
+    /// Each timed phase and how long it took, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Duration)> + '_ {
+        Self::NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.present & (1 << i) != 0)
+            .map(|(i, name)| (*name, Duration::from_micros(u64::from(self.micros[i]))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_keep_known_names_in_order_inline() {
+        let ms = Duration::from_millis;
+        let phases = Phases::from_timed([
+            ("connect", ms(2)),
+            ("dns", ms(1)),
+            ("bogus", ms(9)),
+            ("body", Duration::from_secs(10_000)),
+        ]);
+        let kept: Vec<_> = phases.iter().collect();
+        assert_eq!(
+            kept,
+            [
+                ("dns", ms(1)),
+                ("connect", ms(2)),
+                ("body", Duration::from_micros(u64::from(u32::MAX)))
+            ]
+        );
+        assert!(Phases::from_timed([]).is_empty());
+        assert!(std::mem::size_of::<Phases>() <= 24);
+    }
 }

@@ -422,7 +422,7 @@ async fn collect(
 
 fn log_transition(view: &CheckView, t: Transition) {
     let last = view.last.as_ref();
-    let reason = last.map_or("", |l| l.message.as_str());
+    let reason = last.map_or("", |l| &*l.message);
     let category = last
         .and_then(|l| l.failure.or(l.warning))
         .map_or("", |c| c.as_str());

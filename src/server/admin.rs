@@ -282,7 +282,7 @@ fn run_json(r: &LastRun) -> Value {
         "time": rfc3339(r.at),
         "durationMs": millis(r.duration),
         "result": crate::probe::result_name(r.failure, r.warning),
-        "message": r.message,
+        "message": &*r.message,
     });
     if let Some(category) = r.failure.or(r.warning) {
         out["category"] = json!(category.as_str());
@@ -294,7 +294,7 @@ fn run_json(r: &LastRun) -> Value {
         out["phasesMs"] = r
             .phases
             .iter()
-            .map(|(name, d)| ((*name).to_owned(), json!(millis(*d))))
+            .map(|(name, d)| (name.to_owned(), json!(millis(d))))
             .collect::<serde_json::Map<_, _>>()
             .into();
     }

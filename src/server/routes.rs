@@ -99,7 +99,7 @@ fn list(snapshot: &Snapshot, group: Group, verdict: &Verdict) -> String {
         } else {
             '+'
         };
-        let message = check.last.as_ref().map_or("", |l| l.message.as_str());
+        let message = check.last.as_ref().map_or("", |l| &*l.message);
         let line = match check.status {
             Status::Pass => "ok".to_owned(),
             Status::Starting => "starting".to_owned(),
@@ -180,7 +180,7 @@ fn config(reloads: &Reloads) -> Value {
         c["lastReload"] = json!({
             "successful": last.successful,
             "time": humantime::format_rfc3339_millis(last.at).to_string(),
-            "output": last.message,
+            "output": &*last.message,
         });
     }
     c
@@ -216,7 +216,7 @@ fn component(check: &CheckView) -> Value {
         (Status::Starting, Some(last)) => {
             c["output"] = json!(format!("starting: {}", last.message))
         }
-        (_, Some(last)) => c["output"] = json!(last.message),
+        (_, Some(last)) => c["output"] = json!(&*last.message),
         (_, None) => {}
     }
     c
