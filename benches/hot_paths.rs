@@ -59,6 +59,16 @@ fn health(n: usize) -> Health {
     health
 }
 
+/// The metrics pipeline as the gateway builds it, without OTLP.
+fn metrics() -> Metrics {
+    Metrics::new(
+        opentelemetry_sdk::Resource::builder_empty().build(),
+        None,
+        Arc::default(),
+    )
+    .expect("metrics")
+}
+
 fn passed() -> Outcome {
     let mut outcome = Outcome::pass("status 200");
     outcome.duration = Duration::from_micros(850);
@@ -95,12 +105,7 @@ fn record(c: &mut Criterion) {
     let mut group = c.benchmark_group("record one result");
     let n = 1000;
     let mut health = health(n);
-    let metrics = Metrics::new(
-        opentelemetry_sdk::Resource::builder_empty().build(),
-        None,
-        Arc::default(),
-    )
-    .expect("metrics");
+    let metrics = metrics();
     let observer = metrics.observer();
     let names: Vec<Arc<str>> = config(n).checks.iter().map(|c| c.name.clone()).collect();
     let outcome = passed();
@@ -127,12 +132,7 @@ fn record(c: &mut Criterion) {
 fn render_metrics(c: &mut Criterion) {
     let n = 1000;
     let mut health = health(n);
-    let metrics = Metrics::new(
-        opentelemetry_sdk::Resource::builder_empty().build(),
-        None,
-        Arc::default(),
-    )
-    .expect("metrics");
+    let metrics = metrics();
     let observer = metrics.observer();
     let failed = Outcome::fail(Category::ConnectRefused, "refused");
     for check in config(n).checks {

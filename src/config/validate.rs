@@ -391,36 +391,20 @@ impl Validator {
         let common: Option<CheckCommon> = self.parse(label, "", &Value::Object(common));
         let probe = Value::Object(probe);
         let probe = match kind {
-            Some("http") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.http(label, s)),
-            Some("tcp") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.tcp(label, s)),
-            Some("grpc") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.grpc(label, s)),
-            Some("dns") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.dns(label, s)),
-            Some("tls") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.tls_probe(label, s)),
-            Some("disk") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.disk(label, s)),
-            Some("memory") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.memory(label, s)),
-            Some("push") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.push_check(label, s)),
-            Some("script") => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.exec(label, s, ExitCodesKind::Nagios)),
-            _ => self
-                .parse(label, "", &probe)
-                .and_then(|s| self.exec(label, s, ExitCodesKind::Exact)),
+            Some("http") => self.typed(label, &probe, Self::http),
+            Some("tcp") => self.typed(label, &probe, Self::tcp),
+            Some("grpc") => self.typed(label, &probe, Self::grpc),
+            Some("dns") => self.typed(label, &probe, Self::dns),
+            Some("tls") => self.typed(label, &probe, Self::tls_probe),
+            Some("disk") => self.typed(label, &probe, Self::disk),
+            Some("memory") => self.typed(label, &probe, Self::memory),
+            Some("push") => self.typed(label, &probe, Self::push_check),
+            Some("script") => self.typed(label, &probe, |v, check, s| {
+                v.exec(check, s, ExitCodesKind::Nagios)
+            }),
+            _ => self.typed(label, &probe, |v, check, s| {
+                v.exec(check, s, ExitCodesKind::Exact)
+            }),
         };
         let common = common?;
         let schedule = Schedule {
@@ -495,6 +479,17 @@ impl Validator {
                 extra_roots,
             },
         })
+    }
+
+    /// Parses a check's type-specific keys into `T`, then resolves them with `resolve`.
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        check: Option<&str>,
+        probe: &Value,
+        resolve: impl FnOnce(&mut Self, Option<&str>, T) -> Option<ProbeSpec>,
+    ) -> Option<ProbeSpec> {
+        let section = self.parse(check, "", probe)?;
+        resolve(self, check, section)
     }
 
     /// Checks the listeners; returns the admin token read from its file.
