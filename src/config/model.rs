@@ -482,7 +482,8 @@ fn yes() -> bool {
 pub struct CheckCommon {
     /// Unique name: lowercase letters, digits, `_` and `-`, at most 63 characters.
     pub name: String,
-    /// Probe kind: `http` (also `https` URLs), `tcp` or `exec`.
+    /// Probe kind: `http` (also `https` URLs), `tcp`, `exec`, `script`,
+    /// `grpc`, `dns`, `tls`, `disk`, `memory` or `push`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Verdicts this check takes part in: any of `liveness`, `readiness`,

@@ -139,7 +139,7 @@ pub struct Verdict {
 pub struct CheckView {
     /// Name.
     pub name: Arc<str>,
-    /// Probe type (`http`, `tcp`, `exec`).
+    /// Probe type as written (`http`, `tcp`, `grpc`, ...).
     pub kind: &'static str,
     /// Verdicts it takes part in.
     pub groups: Vec<Group>,

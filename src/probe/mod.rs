@@ -424,6 +424,14 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_category() {
+        let readme = include_str!("../../README.md");
+        for c in Category::ALL {
+            assert!(readme.contains(&format!("`{c}`")), "README lacks `{c}`");
+        }
+    }
+
+    #[test]
     fn category_names_are_snake_case_and_unique() {
         let names: std::collections::HashSet<_> =
             Category::ALL.iter().map(|c| c.as_str()).collect();
