@@ -380,10 +380,21 @@ impl Validator {
             }
         };
         // `expect.max_duration` and `expect.slow` apply to every type: taken
-        // out here, the rest of `expect` is the probe's.
-        let mut table = table.clone();
-        let latency = self.latency(label, &mut table);
-        let table = &table;
+        // out here (from a copy, only when present), the rest of `expect` is the probe's.
+        let carries_latency = table
+            .get("expect")
+            .and_then(Value::as_object)
+            .is_some_and(|e| e.contains_key("max_duration") || e.contains_key("slow"));
+        let mut stripped = None;
+        let latency = if carries_latency {
+            let mut copy = table.clone();
+            let latency = self.latency(label, &mut copy);
+            stripped = Some(copy);
+            latency
+        } else {
+            Some(None)
+        };
+        let table = stripped.as_ref().unwrap_or(table);
         let allowed: Vec<&str> = common_keys.iter().chain(probe_keys).copied().collect();
         self.unknown_keys(label, "", table, &allowed);
         let (common, probe): (Map<_, _>, Map<_, _>) = table

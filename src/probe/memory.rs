@@ -18,6 +18,9 @@ const MAX_FILE: u64 = 64 * 1024;
 /// Checks memory use.
 pub struct MemoryProbe {
     spec: MemorySpec,
+    /// The cgroup directory read: the configured one, else this process's
+    /// own, looked up once (a process does not change cgroup).
+    cgroup: Option<PathBuf>,
 }
 
 /// Where the figures came from and what they say.
@@ -36,7 +39,8 @@ pub struct Reading {
 impl MemoryProbe {
     /// A probe for `spec`.
     pub fn new(spec: MemorySpec) -> Self {
-        Self { spec }
+        let cgroup = spec.cgroup_dir.clone().or_else(own_cgroup);
+        Self { spec, cgroup }
     }
 }
 
@@ -44,11 +48,7 @@ impl Probe for MemoryProbe {
     fn check(&self, _deadline: Instant) -> BoxFuture<'_, Outcome> {
         // A few small reads from procfs/cgroupfs: they do not block.
         Box::pin(async move {
-            let dir = match &self.spec.cgroup_dir {
-                Some(dir) => Some(dir.clone()),
-                None => own_cgroup(),
-            };
-            match read(dir.as_deref()) {
+            match read(self.cgroup.as_deref()) {
                 Ok(reading) => judge(&self.spec, &reading),
                 Err(message) => Outcome::fail(Category::ResourceRead, message),
             }

@@ -95,7 +95,7 @@ pub(super) async fn run_push(
 ) {
     let mut expires = Instant::now() + ttl;
     loop {
-        let outcome = tokio::select! {
+        let mut outcome = tokio::select! {
             report = inbox.recv() => match report {
                 Some(report) => outcome(report),
                 None => return,
@@ -108,7 +108,6 @@ pub(super) async fn run_push(
         let now = Instant::now();
         expires = now + ttl;
         let at = SystemTime::now();
-        let mut outcome = outcome;
         outcome.started_at = at;
         let report = Report {
             late: None,
