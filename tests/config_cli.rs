@@ -154,6 +154,26 @@ fn zero_thresholds() {
 }
 
 #[test]
+fn schedules_longer_than_a_year_are_typos() {
+    assert_rejected(
+        &format!("{HTTP}interval = \"400d\"\n"),
+        &["check \"api\"", "key `interval`", "must be at most 365d"],
+    );
+    assert_rejected(
+        "[defaults]\ninitial_delay = \"600000000d\"\n",
+        &["key `defaults.initial_delay`", "must be at most 365d"],
+    );
+    assert_rejected(
+        &format!("{HTTP}failing_interval = \"1000y\"\n"),
+        &["key `failing_interval`", "must be at most 365d"],
+    );
+    assert_rejected(
+        "[[checks]]\nname = \"batch\"\ntype = \"push\"\nttl = \"2y\"\n",
+        &["check \"batch\"", "key `ttl`", "must be at most 365d"],
+    );
+}
+
+#[test]
 fn windows_paces_and_latency_expectations_are_checked() {
     assert_rejected(
         &format!("{HTTP}failure_window = {{ failures = 6, of = 5 }}\n"),

@@ -31,6 +31,10 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 const MAX_NAME_LEN: usize = 63;
 /// Longest k-of-n window, in runs (one bit each).
 const MAX_WINDOW: u32 = 64;
+/// Longest interval, timeout or delay: beyond a year a schedule is a typo
+/// (and the scheduler's clock arithmetic stays far from overflowing).
+const MAX_SCHEDULE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+const TOO_LONG: &str = "must be at most 365d";
 /// Bound on re-parses of one table while collecting its problems.
 const MAX_PARSE_RETRIES: usize = 32;
 
@@ -186,6 +190,9 @@ impl Validator {
         let rules = [
             (d.interval.is_zero(), "interval", "must be more than 0s"),
             (d.timeout.is_zero(), "timeout", "must be more than 0s"),
+            (d.interval > MAX_SCHEDULE, "interval", TOO_LONG),
+            (d.timeout > MAX_SCHEDULE, "timeout", TOO_LONG),
+            (d.initial_delay > MAX_SCHEDULE, "initial_delay", TOO_LONG),
             (
                 d.success_threshold == 0,
                 "success_threshold",
@@ -228,6 +235,9 @@ impl Validator {
                     &format!("{prefix}{key}"),
                     "must be more than 0s".into(),
                 );
+            }
+            if d.is_some_and(|d| d > MAX_SCHEDULE) {
+                self.push(check, &format!("{prefix}{key}"), TOO_LONG.into());
             }
         }
         for (key, field, window) in [
@@ -295,9 +305,13 @@ impl Validator {
     /// Rules on what a check sets itself; inherited defaults are checked once, under `defaults`.
     fn overrides(&mut self, check: Option<&str>, c: &CheckCommon) {
         let zero = |d: Option<std::time::Duration>| d.is_some_and(|d| d.is_zero());
+        let long = |d: Option<std::time::Duration>| d.is_some_and(|d| d > MAX_SCHEDULE);
         let rules = [
             (zero(c.interval), "interval", "must be more than 0s"),
             (zero(c.timeout), "timeout", "must be more than 0s"),
+            (long(c.interval), "interval", TOO_LONG),
+            (long(c.timeout), "timeout", TOO_LONG),
+            (long(c.initial_delay), "initial_delay", TOO_LONG),
             (
                 c.success_threshold == Some(0),
                 "success_threshold",
@@ -1204,8 +1218,13 @@ impl Validator {
     }
 
     fn push_check(&mut self, check: Option<&str>, s: PushSection) -> Option<ProbeSpec> {
-        if s.ttl.is_zero() {
-            self.push(check, "ttl", "must be more than 0s".into());
+        if s.ttl.is_zero() || s.ttl > MAX_SCHEDULE {
+            let message = if s.ttl.is_zero() {
+                "must be more than 0s"
+            } else {
+                TOO_LONG
+            };
+            self.push(check, "ttl", message.into());
             return None;
         }
         Some(ProbeSpec::Push(PushSpec { ttl: s.ttl }))
