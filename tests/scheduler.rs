@@ -136,11 +136,16 @@ async fn first_run_after_initial_delay_plus_jitter_then_every_interval() {
         }
         firsts.push(first);
     }
-    // Jitter spreads the fleet: 40 checks do not start in lockstep.
+    // Jitter spreads the fleet: 40 checks do not start in lockstep. At 4
+    // probes a second they share a grid of 1 s steps (a tenth of the interval).
     firsts.sort();
     firsts.dedup();
     assert!(
-        firsts.len() > n / 2,
+        firsts.iter().all(|f| f.subsec_nanos() == 0),
+        "off the 1 s grid: {firsts:?}"
+    );
+    assert!(
+        firsts.len() >= 7,
         "only {} distinct first-run times",
         firsts.len()
     );
@@ -452,6 +457,50 @@ mod apply {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn runs_fall_on_the_engines_100ms_grid_added_checks_too() {
+        // 50 checks at 1 s: the step for 10 probes each would be 200 ms, a
+        // tenth of the interval caps it at 100 ms.
+        let n = 50;
+        let mut toml = String::new();
+        for i in 0..n {
+            toml.push_str(&format!(
+                "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\n"
+            ));
+        }
+        let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
+        let mut named: Vec<_> = (0..n)
+            .map(|i| (format!("c{i}"), probes[i].clone()))
+            .collect();
+        let extra = Scripted::new(true);
+        named.push(("extra".into(), extra.clone()));
+        let named: Vec<_> = named.iter().map(|(n, p)| (n.as_str(), p.clone())).collect();
+        let start = Instant::now();
+        let mut engine = engine_over(&toml, &named);
+        // A check added off the grid, 1,234 ms in.
+        tokio::time::sleep(Duration::from_millis(1_234)).await;
+        engine
+            .apply(&config(&format!("{toml}{EXTRA}")).checks, no_record)
+            .await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let on_grid = |at: Instant| (at - start).as_nanos() % 100_000_000 == 0;
+        let mut slots = std::collections::BTreeSet::new();
+        for p in &probes {
+            let runs = p.runs();
+            assert!(runs.len() >= 4, "{} runs", runs.len());
+            assert!(runs.iter().all(|&at| on_grid(at)), "off the grid: {runs:?}");
+            slots.insert((runs[0] - start).as_millis());
+        }
+        // 50 checks share the 10 steps of one interval: 10 wake-ups a second, not 50.
+        assert!((8..=10).contains(&slots.len()), "{slots:?}");
+        let runs = extra.runs();
+        assert!(runs[0] - start >= Duration::from_millis(1_234), "{runs:?}");
+        assert!(
+            runs.iter().all(|&at| on_grid(at)),
+            "added check off the grid: {runs:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_added_check_does_not_take_readiness_away_before_its_first_verdict() {
         let (api, extra) = (Scripted::new(true), Scripted::new(false));
         let mut engine = engine_over(API, &[("api", api.clone()), ("extra", extra.clone())]);
@@ -758,4 +807,69 @@ fn no_record_top() -> healthgate::health::ReloadRecord {
         successful: true,
         message: String::new(),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sparse_results_publish_at_once_and_bursts_at_most_once_per_gap() {
+    // One check: every result is its own snapshot, with no delay.
+    let lone = Scripted::new(true);
+    let engine_one = engine(ONE, std::slice::from_ref(&lone));
+    let publishes = engine_one.published().subscribe();
+    let first = until(&engine_one.published(), Duration::from_secs(2), |s| {
+        view(s, "api").last.is_some()
+    })
+    .await;
+    // (`until` looks once per virtual millisecond.)
+    assert!(
+        first - lone.runs()[0] <= Duration::from_millis(1),
+        "the first result waited {:?} to be published",
+        first - lone.runs()[0]
+    );
+    tokio::time::sleep(Duration::from_millis(9_500)).await;
+    assert_eq!(
+        *publishes.borrow() as usize,
+        lone.runs().len(),
+        "one snapshot per result"
+    );
+    drop(engine_one);
+
+    // 2,000 checks at 1 s: 20,000 results in 10 s, arriving every 5 ms (the
+    // grid's step), published at most once per 9 ms (5 ms + 2 µs per check).
+    let n = 2_000;
+    let mut toml = String::from("[defaults]\ninterval = \"1s\"\n");
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
+        ));
+    }
+    let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
+    let engine = engine(&toml, &probes);
+    let publishes = engine.published().subscribe();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let count = *publishes.borrow();
+    let bound = (Instant::now() - start).as_millis() as u64 / 9 + 1;
+    assert!(count <= bound, "{count} snapshots in 10 s, bound {bound}");
+    assert!(count >= bound / 2, "only {count} snapshots in 10 s");
+    let results: usize = probes.iter().map(|p| p.runs().len()).sum();
+    assert!(results >= 9 * n, "{results} results");
+    let snapshot = engine.published().load_full();
+    assert!(snapshot.checks.iter().all(|c| c.status == Status::Pass));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reason_names_five_checks_and_counts_the_rest() {
+    let n = 7;
+    let mut toml = String::new();
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
+        ));
+    }
+    let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
+    let engine = engine(&toml, &probes);
+    assert_eq!(
+        &engine.published().load().readiness.reason[..],
+        b"not ready: c0 starting, c1 starting, c2 starting, c3 starting, c4 starting and 2 more"
+    );
 }
