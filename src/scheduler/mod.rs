@@ -353,39 +353,61 @@ impl Pace {
     }
 }
 
-async fn run_check(
+#[allow(clippy::manual_async_fn)] // see the body's first comment
+fn run_check(
     name: Arc<str>,
     generation: u64,
     mut next: Instant,
     mut pace: Pace,
     probe: Arc<dyn Probe>,
     tx: mpsc::Sender<Message>,
-) {
-    let timeout = pace.schedule.timeout;
-    loop {
-        sleep_until(next).await;
-        let late = Instant::now().saturating_duration_since(next);
-        let mut outcome = probe::run(probe.as_ref(), timeout).await;
-        let now = Instant::now();
-        let interval = pace.after(&mut outcome, now);
-        let report = Report {
-            late: Some(late),
-            name: name.clone(),
-            generation,
-            outcome,
-            now,
-            at: SystemTime::now(),
-        };
-        if tx.send(Message::Result(report)).await.is_err() {
-            return;
-        }
-        next += interval;
-        if next < now {
-            // Overran: skip the ticks already missed, keep the cadence.
-            let behind = now.duration_since(next).as_nanos() / interval.as_nanos().max(1);
-            next += interval * (u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1);
+) -> impl Future<Output = ()> {
+    // An `async move` block rather than an `async fn`: the arguments are kept
+    // once, not once more as locals (rust-lang/rust#62958).
+    async move {
+        loop {
+            sleep_until(next).await;
+            let late = Instant::now().saturating_duration_since(next);
+            // Boxed: a run's futures (the probe's, the queue's) exist only while
+            // it runs, so a sleeping check's task stays small (10,000 tasks: 1.3 KB
+            // each unboxed, ~0.4 KB boxed).
+            let run = run_once(&name, generation, late, &mut pace, probe.as_ref(), &tx);
+            let Some((interval, now)) = Box::pin(run).await else {
+                return;
+            };
+            next += interval;
+            if next < now {
+                // Overran: skip the ticks already missed, keep the cadence.
+                let behind = now.duration_since(next).as_nanos() / interval.as_nanos().max(1);
+                next += interval * (u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1);
+            }
         }
     }
+}
+
+/// One run, reported to the collector: the interval to the next and when
+/// this one ended, or `None` once the collector is gone.
+async fn run_once(
+    name: &Arc<str>,
+    generation: u64,
+    late: Duration,
+    pace: &mut Pace,
+    probe: &dyn Probe,
+    tx: &mpsc::Sender<Message>,
+) -> Option<(Duration, Instant)> {
+    let mut outcome = probe::run(probe, pace.schedule.timeout).await;
+    let now = Instant::now();
+    let interval = pace.after(&mut outcome, now);
+    let report = Report {
+        late: Some(late),
+        name: name.clone(),
+        generation,
+        outcome,
+        now,
+        at: SystemTime::now(),
+    };
+    tx.send(Message::Result(report)).await.ok()?;
+    Some((interval, now))
 }
 
 /// The least time between snapshots of `checks` checks, at most 250 ms.
@@ -464,5 +486,31 @@ fn log_transition(view: &CheckView, t: Transition) {
             tracing::warn!(check = %view.name, from, to, category, reason, "check is now {to}")
         }
         _ => tracing::info!(check = %view.name, from, to, reason, "check is now {to}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10,000 sleeping checks are 10,000 of these: keep them small (it was
+    /// 1,296 bytes with the run's futures inline and the arguments twice).
+    #[tokio::test]
+    async fn a_sleeping_checks_task_stays_under_half_a_kilobyte() {
+        let toml = "[[checks]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://127.0.0.1:1/\"\n";
+        let checks = crate::config::load_str(std::path::Path::new("a.toml"), toml)
+            .expect("valid")
+            .checks;
+        let (tx, _rx) = mpsc::channel(1);
+        let task = run_check(
+            "a".into(),
+            1,
+            Instant::now(),
+            Pace::of(&checks[0]),
+            probe::build(&checks[0].probe),
+            tx,
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 512, "{size} bytes");
     }
 }
