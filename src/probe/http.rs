@@ -2,6 +2,7 @@
 //! connection per run unless `reuse_connection`, the body read up to
 //! `max_body_bytes` and no further, then the expectations judged.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -36,7 +37,35 @@ pub struct HttpProbe {
 /// A client connection; dropping it closes the socket.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    _close: oneshot::Sender<()>,
+    driver: Driver,
+}
+
+/// What reads and writes the socket for hyper.
+enum Driver {
+    /// A kept connection: a task of its own, ended when this is dropped.
+    Task { _close: oneshot::Sender<()> },
+    /// A connection for one request: polled by the run itself, alongside
+    /// the request ([`drive`]), sparing a task per probe. `None` once done.
+    Inline(Option<Pin<Box<Connection>>>),
+}
+
+type Connection = http1::Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>;
+
+/// Awaits `work`, polling an inline connection meanwhile (a kept one runs
+/// in its own task).
+async fn drive<F: Future>(driver: &mut Driver, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Driver::Inline(slot) = driver {
+            if let Some(connection) = slot {
+                if connection.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                }
+            }
+        }
+        work.as_mut().poll(cx)
+    })
+    .await
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -135,7 +164,7 @@ impl HttpProbe {
             .and_then(|v| v.to_str().ok().map(str::to_owned));
         let limited = Limited::new(response.into_body(), self.spec.max_body_bytes);
         let timer = Timer::start();
-        let collected = timeout_at(deadline, limited.collect()).await;
+        let collected = drive(&mut conn.driver, timeout_at(deadline, limited.collect())).await;
         notes.phases.push(timer.finish("body"));
         let body = match collected {
             Err(_) => {
@@ -175,12 +204,8 @@ impl HttpProbe {
         deadline: Instant,
         target: &str,
     ) -> Result<http::Response<hyper::body::Incoming>, Outcome> {
-        match timeout_at(
-            deadline,
-            conn.sender.send_request(self.request(uri, credentials)),
-        )
-        .await
-        {
+        let request = conn.sender.send_request(self.request(uri, credentials));
+        match drive(&mut conn.driver, timeout_at(deadline, request)).await {
             Err(_) => Err(Outcome::fail(
                 Category::Timeout,
                 format!("no response from {target} within the timeout"),
@@ -228,8 +253,12 @@ impl HttpProbe {
                 }
                 Ok(Ok(parts)) => parts,
             };
-        // The connection task lives exactly as long as the `Conn`: dropping it
-        // (end of the run, an abandoned run, a stale kept connection) closes the socket.
+        if !self.spec.reuse_connection {
+            let driver = Driver::Inline(Some(Box::pin(connection)));
+            return Ok(Conn { sender, driver });
+        }
+        // A kept connection's task lives exactly as long as the `Conn`:
+        // dropping it (an abandoned run, a stale kept connection) closes the socket.
         let (close, closed) = oneshot::channel::<()>();
         tokio::spawn(async move {
             tokio::select! {
@@ -237,10 +266,8 @@ impl HttpProbe {
                 _ = closed => {}
             }
         });
-        Ok(Conn {
-            sender,
-            _close: close,
-        })
+        let driver = Driver::Task { _close: close };
+        Ok(Conn { sender, driver })
     }
 
     async fn handshake(
