@@ -95,6 +95,17 @@ fn status(s: &Snapshot, name: &str) -> Status {
     s.checks.iter().find(|c| &*c.name == name).unwrap().status
 }
 
+/// `prefix`, then `n` tcp checks named c0, c1, ...
+fn tcp_checks(prefix: &str, n: usize) -> String {
+    let mut toml = prefix.to_owned();
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
+        ));
+    }
+    toml
+}
+
 const ONE: &str = r#"
 [defaults]
 interval = "1s"
@@ -109,12 +120,10 @@ address = "127.0.0.1:1"
 #[tokio::test(start_paused = true)]
 async fn first_run_after_initial_delay_plus_jitter_then_every_interval() {
     let n = 40;
-    let mut toml = String::from("[defaults]\ninterval = \"10s\"\ninitial_delay = \"3s\"\n");
-    for i in 0..n {
-        toml.push_str(&format!(
-            "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
-        ));
-    }
+    let toml = tcp_checks(
+        "[defaults]\ninterval = \"10s\"\ninitial_delay = \"3s\"\n",
+        n,
+    );
     let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
     let start = Instant::now();
     let _engine = engine(&toml, &probes);
@@ -461,12 +470,7 @@ mod apply {
         // 50 checks at 1 s: the step for 10 probes each would be 200 ms, a
         // tenth of the interval caps it at 100 ms.
         let n = 50;
-        let mut toml = String::new();
-        for i in 0..n {
-            toml.push_str(&format!(
-                "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\n"
-            ));
-        }
+        let toml = tcp_checks("[defaults]\ninterval = \"1s\"\n", n);
         let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
         let mut named: Vec<_> = (0..n)
             .map(|i| (format!("c{i}"), probes[i].clone()))
@@ -836,12 +840,7 @@ async fn sparse_results_publish_at_once_and_bursts_at_most_once_per_gap() {
     // 2,000 checks at 1 s: 20,000 results in 10 s, arriving every 5 ms (the
     // grid's step), published at most once per 9 ms (5 ms + 2 µs per check).
     let n = 2_000;
-    let mut toml = String::from("[defaults]\ninterval = \"1s\"\n");
-    for i in 0..n {
-        toml.push_str(&format!(
-            "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
-        ));
-    }
+    let toml = tcp_checks("[defaults]\ninterval = \"1s\"\n", n);
     let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
     let engine = engine(&toml, &probes);
     let publishes = engine.published().subscribe();
@@ -860,12 +859,7 @@ async fn sparse_results_publish_at_once_and_bursts_at_most_once_per_gap() {
 #[tokio::test(start_paused = true)]
 async fn a_reason_names_five_checks_and_counts_the_rest() {
     let n = 7;
-    let mut toml = String::new();
-    for i in 0..n {
-        toml.push_str(&format!(
-            "[[checks]]\nname = \"c{i}\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
-        ));
-    }
+    let toml = tcp_checks("", n);
     let probes: Vec<_> = (0..n).map(|_| Scripted::new(true)).collect();
     let engine = engine(&toml, &probes);
     assert_eq!(
