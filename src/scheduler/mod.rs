@@ -4,8 +4,9 @@
 //! First run after `initial_delay` plus a random jitter within one interval
 //! (so sidecars restarted together do not probe in lockstep), then every
 //! `interval`, each run bounded by `timeout`. First runs fall on a grid (see
-//! [`grid`]) so that checks due together share a timer wake-up. Runs of one check never overlap:
-//! a run that overshoots its interval delays the next to the following tick.
+//! `grid.rs`) so that checks due together share a timer wake-up. Runs of one
+//! check never overlap: a run that overshoots its interval delays the next to
+//! the following tick.
 //! The pace adapts: `start_interval` until the check's first verdict,
 //! `failing_interval` while the latest run failed or the verdict is not
 //! healthy, `interval` otherwise. A run that passed slower than
