@@ -582,7 +582,7 @@ address = "127.0.0.1:1"
     let published = engine.published();
     // First run within one start_interval (the jitter follows the faster pace).
     until(&published, Duration::from_secs(1), |s| {
-        view(s, "api").last.is_some()
+        view(s, "api").last().is_some()
     })
     .await;
     until(&published, Duration::from_secs(3), |s| {
@@ -653,13 +653,13 @@ expect.max_duration = "200ms"
     let engine = engine(toml, &probes);
     let published = engine.published();
     until(&published, Duration::from_secs(5), |s| {
-        s.checks.iter().all(|c| c.last.is_some())
+        s.checks.iter().all(|c| c.last().is_some())
     })
     .await;
     let snap = published.load();
     let strict = view(&snap, "strict");
     assert_eq!(strict.status, Status::Fail);
-    let last = strict.last.as_ref().unwrap();
+    let last = strict.last().unwrap();
     assert_eq!(last.failure, Some(Category::Slow));
     assert!(
         last.message
@@ -669,7 +669,7 @@ expect.max_duration = "200ms"
     );
     let lenient = view(&snap, "lenient");
     assert_eq!(lenient.status, Status::Warn);
-    let last = lenient.last.as_ref().unwrap();
+    let last = lenient.last().unwrap();
     assert_eq!((last.failure, last.warning), (None, Some(Category::Slow)));
     assert_eq!(view(&snap, "quick").status, Status::Pass);
     assert!(!snap.readiness.ok, "strict fails readiness");
@@ -756,7 +756,7 @@ failure_threshold = 1
         seen - sent < Duration::from_millis(50),
         "a report counts at once"
     );
-    let last = view(&published.load(), "nightly").last.clone().unwrap();
+    let last = view(&published.load(), "nightly").last().cloned().unwrap();
     assert_eq!(&*last.message, "reported pass: backup done");
 
     // Silence for the ttl: failed, measured from the last report.
@@ -769,7 +769,7 @@ failure_threshold = 1
         waited >= Duration::from_secs(10) && waited < Duration::from_millis(10_050),
         "{waited:?}"
     );
-    let last = view(&published.load(), "nightly").last.clone().unwrap();
+    let last = view(&published.load(), "nightly").last().cloned().unwrap();
     assert_eq!(last.failure, Some(Category::TtlExpired));
     assert_eq!(&*last.message, "no report for 10s");
 
@@ -787,7 +787,7 @@ failure_threshold = 1
         status(s, "nightly") == Status::Fail
     })
     .await;
-    let last = view(&published.load(), "nightly").last.clone().unwrap();
+    let last = view(&published.load(), "nightly").last().cloned().unwrap();
     assert_eq!(
         (last.failure, &*last.message),
         (Some(Category::Reported), "reported fail: disk full")
@@ -820,7 +820,7 @@ async fn sparse_results_publish_at_once_and_bursts_at_most_once_per_gap() {
     let engine_one = engine(ONE, std::slice::from_ref(&lone));
     let publishes = engine_one.published().subscribe();
     let first = until(&engine_one.published(), Duration::from_secs(2), |s| {
-        view(s, "api").last.is_some()
+        view(s, "api").last().is_some()
     })
     .await;
     // (`until` looks once per virtual millisecond.)

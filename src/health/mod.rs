@@ -86,7 +86,6 @@ impl Health {
                         let state = CheckState::replacing(&previous.state, schedule, critical, now);
                         let mut replaced = entry(slot, state, previous.view.since);
                         if let Some(view) = Arc::get_mut(&mut replaced.view) {
-                            view.last = previous.view.last.clone();
                             view.recent = previous.view.recent.clone();
                         }
                         replaced
@@ -114,18 +113,18 @@ impl Health {
             return None;
         }
         let transition = entry.state.record(outcome, now);
-        let run = Arc::new(LastRun {
+        let run = LastRun {
             at,
             duration: outcome.duration,
             failure: outcome.failure,
             warning: outcome.warning,
-            message: match &entry.view.last {
+            message: match entry.view.last() {
                 Some(last) if *last.message == *outcome.message => last.message.clone(),
                 _ => Arc::from(outcome.message.as_str()),
             },
             http_status: outcome.http_status,
             phases: Phases::from_timed(outcome.phases.iter().map(|p| (p.name, p.duration))),
-        });
+        };
         let state = &entry.state;
         let updated = CheckView {
             status: state.status(),
@@ -139,7 +138,6 @@ impl Health {
             ever_passed: state.ever_passed(),
             provisional: state.provisional(),
             cert_not_after: outcome.cert_not_after.or(entry.view.cert_not_after),
-            last: Some(run.clone()),
             recent: recent(&entry.view.recent, run),
             ..CheckView::clone(&entry.view)
         };
@@ -223,7 +221,6 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
         ever_passed: state.ever_passed(),
         provisional: state.provisional(),
         cert_not_after: None,
-        last: None,
         recent: Arc::new([]),
     };
     Entry {
@@ -234,7 +231,7 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
 }
 
 /// `previous` with `run` appended, keeping the latest [`RECENT_RUNS`].
-fn recent(previous: &[Arc<LastRun>], run: Arc<LastRun>) -> Arc<[Arc<LastRun>]> {
+fn recent(previous: &[LastRun], run: LastRun) -> Arc<[LastRun]> {
     let skip = (previous.len() + 1).saturating_sub(snapshot::RECENT_RUNS);
     previous
         .iter()

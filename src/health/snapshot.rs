@@ -162,10 +162,9 @@ pub struct CheckView {
     /// The earliest certificate expiry last seen (https checks); kept when a
     /// later run fails before the handshake.
     pub cert_not_after: Option<SystemTime>,
-    /// The latest run, if any.
-    pub last: Option<Arc<LastRun>>,
-    /// The latest runs, oldest first, at most [`RECENT_RUNS`] (for the admin API).
-    pub recent: Arc<[Arc<LastRun>]>,
+    /// The latest runs, oldest first, at most [`RECENT_RUNS`] (for the admin
+    /// API), held inline: one allocation per check, not one per run.
+    pub recent: Arc<[LastRun]>,
 }
 
 /// How many runs each check keeps for `/api/checks/{name}`.
@@ -175,6 +174,11 @@ impl CheckView {
     /// Whether the check takes part in `group`.
     pub fn in_group(&self, group: Group) -> bool {
         self.groups.contains(&group)
+    }
+
+    /// The latest run, if any.
+    pub fn last(&self) -> Option<&LastRun> {
+        self.recent.last()
     }
 }
 

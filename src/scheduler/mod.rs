@@ -476,7 +476,7 @@ async fn collect(
 }
 
 fn log_transition(view: &CheckView, t: Transition) {
-    let last = view.last.as_ref();
+    let last = view.last();
     let reason = last.map_or("", |l| &*l.message);
     let category = last
         .and_then(|l| l.failure.or(l.warning))

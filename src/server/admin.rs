@@ -266,13 +266,13 @@ fn check_json(c: &CheckView, runs: bool) -> Value {
         "consecutiveFailures": c.consecutive_failures,
         "everPassed": c.ever_passed,
         "provisional": c.provisional,
-        "last": c.last.as_deref().map(run_json),
+        "last": c.last().map(run_json),
     });
     if let Some(not_after) = c.cert_not_after {
         out["certNotAfter"] = json!(rfc3339(not_after));
     }
     if runs {
-        out["recent"] = c.recent.iter().rev().map(|r| run_json(r)).collect();
+        out["recent"] = c.recent.iter().rev().map(run_json).collect();
     }
     out
 }

@@ -99,7 +99,7 @@ fn list(snapshot: &Snapshot, group: Group, verdict: &Verdict) -> String {
         } else {
             '+'
         };
-        let message = check.last.as_ref().map_or("", |l| &*l.message);
+        let message = check.last().map_or("", |l| &*l.message);
         let line = match check.status {
             Status::Pass => "ok".to_owned(),
             Status::Starting => "starting".to_owned(),
@@ -200,9 +200,9 @@ fn component(check: &CheckView) -> Value {
         "groups": check.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "consecutiveSuccesses": check.consecutive_successes,
         "consecutiveFailures": check.consecutive_failures,
-        "time": humantime::format_rfc3339_millis(check.last.as_ref().map_or(check.since, |l| l.at)).to_string(),
+        "time": humantime::format_rfc3339_millis(check.last().map_or(check.since, |l| l.at)).to_string(),
     });
-    if let Some(last) = &check.last {
+    if let Some(last) = check.last() {
         c["observedValue"] =
             json!((last.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
         c["observedUnit"] = json!("ms");
@@ -210,7 +210,7 @@ fn component(check: &CheckView) -> Value {
             c["category"] = json!(category.as_str());
         }
     }
-    match (check.status, &check.last) {
+    match (check.status, check.last()) {
         (Status::Pass, _) => {}
         (Status::Starting, None) => c["output"] = json!("starting: no result yet"),
         (Status::Starting, Some(last)) => {

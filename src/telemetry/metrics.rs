@@ -302,7 +302,7 @@ fn register_gauges(meter: &Meter, published: Published) {
         .with_description("The HTTP status of the last response, per http check.")
         .with_callback(move |o| {
             for c in &p.load().checks {
-                if let Some(code) = c.last.as_ref().and_then(|l| l.http_status) {
+                if let Some(code) = c.last().and_then(|l| l.http_status) {
                     o.observe(
                         u64::from(code),
                         &[KeyValue::new("check", c.name.to_string())],
