@@ -182,7 +182,7 @@ impl CheckView {
     }
 }
 
-/// The latest run of a check.
+/// One run of a check, as the history and the APIs show it.
 #[derive(Debug, Clone)]
 pub struct LastRun {
     /// When it finished.
