@@ -56,12 +56,12 @@ type Connection = http1::Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>;
 async fn drive<F: Future>(driver: &mut Driver, work: F) -> F::Output {
     let mut work = std::pin::pin!(work);
     std::future::poll_fn(|cx| {
-        if let Driver::Inline(slot) = driver {
-            if let Some(connection) = slot {
-                if connection.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                }
-            }
+        if let Driver::Inline(slot) = driver
+            && slot
+                .as_mut()
+                .is_some_and(|c| c.as_mut().poll(cx).is_ready())
+        {
+            *slot = None;
         }
         work.as_mut().poll(cx)
     })

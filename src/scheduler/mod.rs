@@ -431,15 +431,14 @@ async fn collect(
         // arrives meanwhile; a lone result is published at once, with no
         // timer to wake for (at 100 checks, a timer per result was one more
         // wake-up per probe).
-        if let Some(due) = last_published.map(|at| at + gap) {
-            if Instant::now() < due {
-                sleep_until(due).await;
-                while batch.len() < 2 * BATCH {
-                    match rx.try_recv() {
-                        Ok(message) => batch.push(message),
-                        Err(_) => break,
-                    }
-                }
+        if let Some(due) = last_published.map(|at| at + gap)
+            && Instant::now() < due
+        {
+            sleep_until(due).await;
+            while batch.len() < 2 * BATCH
+                && let Ok(message) = rx.try_recv()
+            {
+                batch.push(message);
             }
         }
         for message in batch.drain(..) {
