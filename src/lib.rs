@@ -73,7 +73,10 @@ pub async fn run(
         published: engine.published(),
         metrics: {
             let metrics = metrics.clone();
-            Arc::new(move || metrics.render())
+            Arc::new(move || {
+                let metrics = metrics.clone();
+                Box::pin(async move { metrics.render_blocking().await })
+            })
         },
         set_drain: {
             let drains = drains.clone();

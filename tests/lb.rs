@@ -412,6 +412,8 @@ async fn the_api_shows_each_check_with_its_latest_runs() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     let (code, _) = admin(gw.admin, "DELETE", "/api/checks/api", None, "").await;
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    let (code, _) = admin(gw.admin, "POST", "/metrics", None, "").await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]

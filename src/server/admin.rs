@@ -45,7 +45,10 @@ pub async fn handle(ctx: Context, request: Request<Incoming>) -> Response<Full<B
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     match path.as_str() {
-        "/metrics" => routes::metrics(&method, (ctx.metrics)()),
+        "/metrics" if method == Method::GET || method == Method::HEAD => {
+            routes::metrics((ctx.metrics)().await)
+        }
+        "/metrics" => routes::method_not_allowed("GET, HEAD"),
         "/admin/drain" => drain(&ctx, request).await,
         "/api/checks" => get_only(&method, || json_response(&checks(&ctx.published.load()))),
         _ => match path.strip_prefix("/api/checks/") {

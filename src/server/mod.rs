@@ -60,8 +60,9 @@ pub async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Bi
         .map_err(|source| BindError { key, addr, source })
 }
 
-/// Renders the Prometheus text exposition for `/metrics`.
-pub type RenderMetrics = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+/// Renders the Prometheus text exposition for `/metrics` (`None`: it could not).
+pub type RenderMetrics =
+    Arc<dyn Fn() -> crate::probe::BoxFuture<'static, Option<Vec<u8>>> + Send + Sync>;
 
 /// Starts (`Some`) or ends (`None`) a drain.
 pub type SetDrain =

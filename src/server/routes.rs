@@ -47,11 +47,15 @@ pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response {
     }
 }
 
-/// `/metrics`: the Prometheus text exposition (rendered by the caller).
-pub fn metrics(method: &Method, body: Vec<u8>) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        return method_not_allowed("GET, HEAD");
-    }
+/// `/metrics`: the Prometheus text exposition (rendered by the caller), or a
+/// 500 if it could not be rendered.
+pub fn metrics(body: Option<Vec<u8>>) -> Response {
+    let Some(body) = body else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Bytes::from_static(b"cannot render metrics\n"),
+        );
+    };
     let mut response = plain(StatusCode::OK, Bytes::from(body));
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -97,7 +97,7 @@ impl Traces {
             return;
         }
         let mut attributes = vec![
-            KeyValue::new("healthgate.check.name", check.name.to_string()),
+            KeyValue::new("healthgate.check.name", check.name.clone()),
             KeyValue::new("healthgate.check.type", check.kind),
             KeyValue::new("healthgate.check.result", outcome.result()),
             KeyValue::new("healthgate.check.status", check.status.as_str()),
