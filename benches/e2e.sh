@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmark (see BENCHMARKS.md): installs nginx, wrk and
 # prometheus-blackbox-exporter from Debian, builds the release binary, and
-# prints a Markdown report. Takes about 5 minutes on 2 cores.
+# prints a Markdown report. Takes about 9 minutes on 2 cores.
 #   benches/e2e.sh > /tmp/report.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
