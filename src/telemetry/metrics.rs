@@ -139,9 +139,10 @@ impl Metrics {
     /// if rendering failed. At 10,000 checks a render is 0.1-0.3 s of CPU. On
     /// a runtime worker (often the only one, in a container limited to less
     /// than a core) it held back every probe and every `/readyz` answer due
-    /// meanwhile: with a scrape every 10 s, p99 start lateness was 191 ms and
-    /// `/readyz` took up to 227 ms. The render thread runs at the lowest CPU
-    /// priority, so the runtime's threads come first: 4.8 ms and 5.5 ms.
+    /// meanwhile: at 10,000 checks scraped every 10 s, p99 start lateness was
+    /// 50.8 ms and `/readyz` took up to 173 ms. The render thread runs at the
+    /// lowest CPU priority, so the runtime's threads come first: 4.4 ms and
+    /// 6.5 ms (`BENCHMARKS.md`).
     pub async fn render_off_runtime(&self) -> Option<Vec<u8>> {
         let (reply, answer) = oneshot::channel();
         self.renders.send(reply).await.ok()?;
