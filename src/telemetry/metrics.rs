@@ -1,7 +1,7 @@
 //! One metrics model, two outputs: instruments from the OpenTelemetry API on
-//! one `SdkMeterProvider`, read by `opentelemetry-prometheus` into the
-//! registry `/metrics` renders (and, with OTLP configured, by a periodic
-//! reader too). Runs are counted once, as the collector records them; every
+//! one `SdkMeterProvider`, read by a manual reader whose data `/metrics`
+//! writes as Prometheus text ([`super::exposition`]; and, with OTLP
+//! configured, by a periodic reader too). Runs are counted once, as the collector records them; every
 //! gauge is read from the published snapshot when metrics are collected.
 //!
 //! | OpenTelemetry instrument | Prometheus series | labels |
@@ -35,13 +35,16 @@ use std::time::UNIX_EPOCH;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::ManualReader;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader as _;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use prometheus::{Encoder, TextEncoder};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::health::{CheckView, Published, Status, Transition};
 use crate::probe::Outcome;
 use crate::scheduler::Observer;
+use crate::telemetry::exposition::{self, SharedReader};
 use crate::telemetry::otlp::{Counted, Dropped};
 
 /// Histogram buckets for probe durations, in seconds: 1 ms to 30 s.
@@ -55,10 +58,10 @@ const STATUSES: [Status; 4] = [Status::Starting, Status::Pass, Status::Warn, Sta
 #[error("metrics setup: {0}")]
 pub struct MetricsError(String);
 
-/// The metrics pipeline: the provider, its Prometheus registry, and the recorder.
+/// The metrics pipeline: the provider, the reader `/metrics` renders, and the recorder.
 pub struct Metrics {
     provider: SdkMeterProvider,
-    registry: prometheus::Registry,
+    reader: Arc<ManualReader>,
     recorder: Arc<Recorder>,
     /// Asks the render thread for an exposition (see [`Metrics::render_off_runtime`]).
     renders: mpsc::Sender<oneshot::Sender<Vec<u8>>>,
@@ -80,15 +83,10 @@ impl Metrics {
         otlp: Option<PeriodicReader<Counted>>,
         dropped: Arc<Dropped>,
     ) -> Result<Self, MetricsError> {
-        let registry = prometheus::Registry::new();
-        let exporter = opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .scope_info_enabled(false)
-            .build()
-            .map_err(|e| MetricsError(e.to_string()))?;
+        let reader = Arc::new(ManualReader::builder().build());
         let mut builder = SdkMeterProvider::builder()
             .with_resource(resource)
-            .with_reader(exporter);
+            .with_reader(SharedReader(reader.clone()));
         if let Some(otlp) = otlp {
             builder = builder.with_reader(otlp);
         }
@@ -114,8 +112,8 @@ impl Metrics {
             .build();
         Ok(Self {
             provider,
-            renders: spawn_renderer(registry.clone())?,
-            registry,
+            renders: spawn_renderer(reader.clone())?,
+            reader,
             recorder,
         })
     }
@@ -132,7 +130,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        render(&self.registry, 0)
+        render(&self.reader, 0)
     }
 
     /// [`Metrics::render`] on the render thread, one scrape at a time; `None`
@@ -164,7 +162,7 @@ const RENDER_NICE: i32 = 19;
 /// Starts the thread that renders `/metrics`, at [`RENDER_NICE`]; it ends
 /// with the last sender. Scrapes queue on the returned sender.
 fn spawn_renderer(
-    registry: prometheus::Registry,
+    reader: Arc<ManualReader>,
 ) -> Result<mpsc::Sender<oneshot::Sender<Vec<u8>>>, MetricsError> {
     let (renders, mut asks) = mpsc::channel::<oneshot::Sender<Vec<u8>>>(1);
     std::thread::Builder::new()
@@ -174,7 +172,7 @@ fn spawn_renderer(
             let mut last = 0;
             while let Some(reply) = asks.blocking_recv() {
                 let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    render(&registry, last)
+                    render(&reader, last)
                 }));
                 if let Ok(out) = rendered {
                     last = out.len();
@@ -199,12 +197,14 @@ fn lower_priority() {
 
 /// Renders into a buffer sized from the last exposition: grown by doubling,
 /// a 4 MB exposition was copied a dozen times on the way.
-fn render(registry: &prometheus::Registry, last: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(last + last / 8);
-    if let Err(error) = TextEncoder::new().encode(&registry.gather(), &mut out) {
-        tracing::warn!(%error, "cannot encode metrics");
+fn render(reader: &ManualReader, last: usize) -> Vec<u8> {
+    let mut collected = ResourceMetrics::default();
+    if let Err(error) = reader.collect(&mut collected) {
+        tracing::warn!(%error, "cannot collect metrics");
     }
-    out
+    let mut out = String::with_capacity(last + last / 8);
+    exposition::write(&collected, &mut out);
+    out.into_bytes()
 }
 
 impl Recorder {

@@ -1,6 +1,7 @@
 //! What healthgate tells operators about itself: logs, one metrics model
 //! (Prometheus text and OTLP), and traces of probe runs and reloads.
 
+pub mod exposition;
 pub mod log;
 pub mod metrics;
 pub mod otlp;
