@@ -5,10 +5,10 @@
 //! series into `prometheus` protobuf structs, one `String` per label, and
 //! sorted them: from 2,000 checks on (where the SDK's 2,000-label-set limit
 //! per series name caps the series), that step held about 10 MB while a
-//! scrape rendered, and glibc kept it afterwards. The naming is the same as it was: names sanitized (`.` to
-//! `_`), the unit as a suffix (`s` → `_seconds`, `By` → `_bytes`), `_total`
-//! on monotonic sums, non-monotonic sums as gauges, and the resource as
-//! `target_info`.
+//! scrape rendered, and glibc kept it afterwards. The naming is the same as
+//! it was: names sanitized (`.` to `_`), the unit as a suffix (`s` →
+//! `_seconds`, `By` → `_bytes`), `_total` on monotonic sums, non-monotonic
+//! sums as gauges, and the resource as `target_info`.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Weak};
@@ -18,7 +18,7 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{
-    AggregatedMetrics, Gauge, Histogram, Metric, MetricData, ResourceMetrics, Sum,
+    AggregatedMetrics, Histogram, Metric, MetricData, ResourceMetrics,
 };
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
@@ -98,38 +98,29 @@ fn write_metric<T: Number>(metric: &Metric, data: &MetricData<T>, out: &mut Stri
         name.push('_');
         name.push_str(suffix);
     }
+    let help = metric.description();
     match data {
-        MetricData::Gauge(gauge) => write_gauge(&name, metric.description(), gauge, out),
-        MetricData::Sum(sum) => {
-            if sum.is_monotonic() {
-                name.push_str("_total");
+        MetricData::Gauge(gauge) => {
+            header(&name, help, "gauge", out);
+            for point in gauge.data_points() {
+                sample(&name, "", point.attributes(), None, point.value(), out);
             }
-            write_sum(&name, metric.description(), sum, out);
         }
-        MetricData::Histogram(histogram) => {
-            write_histogram(&name, metric.description(), histogram, out);
+        MetricData::Sum(sum) => {
+            let kind = if sum.is_monotonic() {
+                name.push_str("_total");
+                "counter"
+            } else {
+                "gauge"
+            };
+            header(&name, help, kind, out);
+            for point in sum.data_points() {
+                sample(&name, "", point.attributes(), None, point.value(), out);
+            }
         }
+        MetricData::Histogram(histogram) => write_histogram(&name, help, histogram, out),
         // No instrument of healthgate's makes one.
         MetricData::ExponentialHistogram(_) => {}
-    }
-}
-
-fn write_gauge<T: Number>(name: &str, help: &str, gauge: &Gauge<T>, out: &mut String) {
-    header(name, help, "gauge", out);
-    for point in gauge.data_points() {
-        sample(name, "", point.attributes(), None, point.value(), out);
-    }
-}
-
-fn write_sum<T: Number>(name: &str, help: &str, sum: &Sum<T>, out: &mut String) {
-    let kind = if sum.is_monotonic() {
-        "counter"
-    } else {
-        "gauge"
-    };
-    header(name, help, kind, out);
-    for point in sum.data_points() {
-        sample(name, "", point.attributes(), None, point.value(), out);
     }
 }
 
@@ -182,13 +173,7 @@ fn header(name: &str, help: &str, kind: &str, out: &mut String) {
     out.push_str("# HELP ");
     out.push_str(name);
     out.push(' ');
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    escape_into(help, false, out);
     out.push_str("\n# TYPE ");
     out.push_str(name);
     out.push(' ');
@@ -216,8 +201,8 @@ fn sample<'a, T: Number>(
         sanitize_into(kv.key.as_str(), out);
         out.push_str("=\"");
         match &kv.value {
-            Value::String(s) => escape_into(s.as_str(), out),
-            other => escape_into(&other.as_str(), out),
+            Value::String(s) => escape_into(s.as_str(), true, out),
+            other => escape_into(&other.as_str(), true, out),
         }
         out.push('"');
     }
@@ -235,12 +220,13 @@ fn sample<'a, T: Number>(
     out.push('\n');
 }
 
-/// A label value: backslash, double quote and line feed escaped.
-fn escape_into(value: &str, out: &mut String) {
+/// Backslash and line feed escaped, and double quotes too in a label value
+/// (`quotes`), not in a HELP text.
+fn escape_into(value: &str, quotes: bool, out: &mut String) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
+            '"' if quotes => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
@@ -272,9 +258,7 @@ fn sanitize_into(name: &str, out: &mut String) {
 fn unit_suffix(unit: &str) -> Option<&'static str> {
     match unit {
         "s" => Some("seconds"),
-        "ms" => Some("milliseconds"),
         "By" => Some("bytes"),
-        "1" => Some("ratio"),
         _ => None,
     }
 }
@@ -288,8 +272,11 @@ mod tests {
         assert_eq!(sanitize("healthgate.check.up"), "healthgate_check_up");
         assert_eq!(sanitize("9lives-x"), "_9lives_x");
         let mut out = String::new();
-        escape_into("a\\b\"c\nd", &mut out);
+        escape_into("a\\b\"c\nd", true, &mut out);
         assert_eq!(out, "a\\\\b\\\"c\\nd");
+        out.clear();
+        escape_into("a\\b\"c\nd", false, &mut out);
+        assert_eq!(out, "a\\\\b\"c\\nd");
     }
 
     /// Through the SDK: cumulative buckets, `_sum`/`_count`, unit and

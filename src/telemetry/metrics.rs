@@ -1,8 +1,9 @@
 //! One metrics model, two outputs: instruments from the OpenTelemetry API on
 //! one `SdkMeterProvider`, read by a manual reader whose data `/metrics`
 //! writes as Prometheus text ([`super::exposition`]; and, with OTLP
-//! configured, by a periodic reader too). Runs are counted once, as the collector records them; every
-//! gauge is read from the published snapshot when metrics are collected.
+//! configured, by a periodic reader too). Runs are counted once, as the
+//! collector records them; every gauge is read from the published snapshot
+//! when metrics are collected.
 //!
 //! | OpenTelemetry instrument | Prometheus series | labels |
 //! |---|---|---|
