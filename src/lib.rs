@@ -75,7 +75,7 @@ pub async fn run(
             let metrics = metrics.clone();
             Arc::new(move || {
                 let metrics = metrics.clone();
-                Box::pin(async move { metrics.render_off_runtime().await })
+                Box::pin(async move { metrics.scrape().await })
             })
         },
         set_drain: {

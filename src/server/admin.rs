@@ -2,7 +2,7 @@
 //!
 //! | path                 | method        | does                                             |
 //! |----------------------|---------------|--------------------------------------------------|
-//! | `/metrics`           | GET           | Prometheus text exposition                        |
+//! | `/metrics`           | GET           | Prometheus text exposition (streamed: [`super::metrics`]) |
 //! | `/api/checks`        | GET           | every check's state (JSON)                        |
 //! | `/api/checks/{name}` | GET           | one check, with its latest runs                   |
 //! | `/api/checks/{name}/report` | POST   | a push check's report: `{"status": "pass" \| "warn" \| "fail", "message": "..."}` |
@@ -18,12 +18,13 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use super::metrics::{self, AdminBody};
 use super::{Context, routes};
 use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
 use crate::scheduler::{PushReport, Refused, Reported};
@@ -34,20 +35,26 @@ const MAX_BODY: usize = 4096;
 const MAX_REASON: usize = 200;
 
 /// Answers one admin request.
-pub async fn handle(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(ctx: Context, request: Request<Incoming>) -> Response<AdminBody> {
     if !authorized(&ctx, &request) {
         let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
         response
             .headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return response.map(Either::Left);
     }
+    let method = request.method();
+    if request.uri().path() == "/metrics" && (method == Method::GET || method == Method::HEAD) {
+        return metrics::respond((ctx.metrics)().await).await;
+    }
+    answer(ctx, request).await.map(Either::Left)
+}
+
+/// Every admin answer but a scrape's.
+async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     match path.as_str() {
-        "/metrics" if method == Method::GET || method == Method::HEAD => {
-            routes::metrics((ctx.metrics)().await)
-        }
         "/metrics" => routes::method_not_allowed("GET, HEAD"),
         "/admin/drain" => drain(&ctx, request).await,
         "/api/checks" => get_only(&method, || json_response(&checks(&ctx.published.load()))),

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod agent;
 pub mod grpc;
 mod listeners;
+pub mod metrics;
 pub mod routes;
 pub mod tls;
 
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
 pub use listeners::{ListenerError, Listeners};
+pub use metrics::RenderMetrics;
 
 use crate::config::Secret;
 use crate::health::{Drain, Published, Snapshot};
@@ -59,10 +61,6 @@ pub async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Bi
         .await
         .map_err(|source| BindError { key, addr, source })
 }
-
-/// Renders the Prometheus text exposition for `/metrics` (`None`: it could not).
-pub type RenderMetrics =
-    Arc<dyn Fn() -> crate::probe::BoxFuture<'static, Option<Vec<u8>>> + Send + Sync>;
 
 /// Starts (`Some`) or ends (`None`) a drain.
 pub type SetDrain =

@@ -47,23 +47,6 @@ pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response {
     }
 }
 
-/// `/metrics`: the Prometheus text exposition (rendered by the caller), or a
-/// 500 if it could not be rendered.
-pub fn metrics(body: Option<Vec<u8>>) -> Response {
-    let Some(body) = body else {
-        return plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Bytes::from_static(b"cannot render metrics\n"),
-        );
-    };
-    let mut response = plain(StatusCode::OK, Bytes::from(body));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
-
 /// 405, with the methods `path` allows.
 pub fn method_not_allowed(allow: &'static str) -> Response {
     let mut response = plain(

@@ -49,17 +49,61 @@ impl MetricReader for SharedReader {
     }
 }
 
-/// Writes every metric in `rm` to `out`.
-pub fn write(rm: &ResourceMetrics, out: &mut String) {
-    write_target_info(rm.resource(), out);
+/// The text is handed on in pieces of about this many bytes (a piece ends
+/// after the sample that fills it).
+pub const CHUNK: usize = 64 * 1024;
+
+/// Writes every metric in `rm`, handing the text to `emit` a [`CHUNK`] at a
+/// time and the rest (possibly empty) at the end, so a scrape never holds the
+/// whole text (4 MB at 10,000 checks). Stops, returning false, as soon as
+/// `emit` does.
+pub fn write(rm: &ResourceMetrics, emit: &mut dyn FnMut(String) -> bool) -> bool {
+    let mut out = Out {
+        text: String::with_capacity(CHUNK + CHUNK / 4),
+        emit,
+    };
+    write_target_info(rm.resource(), &mut out.text);
     for scope in rm.scope_metrics() {
         for metric in scope.metrics() {
-            match metric.data() {
-                AggregatedMetrics::F64(data) => write_metric(metric, data, out),
-                AggregatedMetrics::I64(data) => write_metric(metric, data, out),
-                AggregatedMetrics::U64(data) => write_metric(metric, data, out),
+            let written = match metric.data() {
+                AggregatedMetrics::F64(data) => write_metric(metric, data, &mut out),
+                AggregatedMetrics::I64(data) => write_metric(metric, data, &mut out),
+                AggregatedMetrics::U64(data) => write_metric(metric, data, &mut out),
+            };
+            if !written {
+                return false;
             }
         }
+    }
+    let rest = std::mem::take(&mut out.text);
+    (out.emit)(rest)
+}
+
+/// The whole text of `rm` in one string.
+pub fn to_string(rm: &ResourceMetrics) -> String {
+    let mut whole = String::new();
+    write(rm, &mut |text| {
+        whole.push_str(&text);
+        true
+    });
+    whole
+}
+
+/// The text being written, and where a full piece goes.
+struct Out<'a> {
+    text: String,
+    emit: &'a mut dyn FnMut(String) -> bool,
+}
+
+impl Out<'_> {
+    /// Called after each data point: hands the text on once it is a
+    /// [`CHUNK`]; false when the reader wants no more.
+    fn point_done(&mut self) -> bool {
+        if self.text.len() < CHUNK {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.text, String::with_capacity(CHUNK + CHUNK / 4));
+        (self.emit)(full)
     }
 }
 
@@ -92,7 +136,7 @@ impl Number for f64 {
     }
 }
 
-fn write_metric<T: Number>(metric: &Metric, data: &MetricData<T>, out: &mut String) {
+fn write_metric<T: Number>(metric: &Metric, data: &MetricData<T>, out: &mut Out<'_>) -> bool {
     let mut name = sanitize(metric.name());
     if let Some(suffix) = unit_suffix(metric.unit()) {
         name.push('_');
@@ -101,9 +145,19 @@ fn write_metric<T: Number>(metric: &Metric, data: &MetricData<T>, out: &mut Stri
     let help = metric.description();
     match data {
         MetricData::Gauge(gauge) => {
-            header(&name, help, "gauge", out);
+            header(&name, help, "gauge", &mut out.text);
             for point in gauge.data_points() {
-                sample(&name, "", point.attributes(), None, point.value(), out);
+                sample(
+                    &name,
+                    "",
+                    point.attributes(),
+                    None,
+                    point.value(),
+                    &mut out.text,
+                );
+                if !out.point_done() {
+                    return false;
+                }
             }
         }
         MetricData::Sum(sum) => {
@@ -113,21 +167,38 @@ fn write_metric<T: Number>(metric: &Metric, data: &MetricData<T>, out: &mut Stri
             } else {
                 "gauge"
             };
-            header(&name, help, kind, out);
+            header(&name, help, kind, &mut out.text);
             for point in sum.data_points() {
-                sample(&name, "", point.attributes(), None, point.value(), out);
+                sample(
+                    &name,
+                    "",
+                    point.attributes(),
+                    None,
+                    point.value(),
+                    &mut out.text,
+                );
+                if !out.point_done() {
+                    return false;
+                }
             }
         }
-        MetricData::Histogram(histogram) => write_histogram(&name, help, histogram, out),
+        MetricData::Histogram(histogram) => return write_histogram(&name, help, histogram, out),
         // No instrument of healthgate's makes one.
         MetricData::ExponentialHistogram(_) => {}
     }
+    true
 }
 
-fn write_histogram<T: Number>(name: &str, help: &str, histogram: &Histogram<T>, out: &mut String) {
-    header(name, help, "histogram", out);
+fn write_histogram<T: Number>(
+    name: &str,
+    help: &str,
+    histogram: &Histogram<T>,
+    chunks: &mut Out<'_>,
+) -> bool {
+    header(name, help, "histogram", &mut chunks.text);
     let mut le = String::new();
     for point in histogram.data_points() {
+        let out = &mut chunks.text;
         let mut cumulative = 0;
         for (bound, count) in point.bounds().zip(point.bucket_counts()) {
             cumulative += count;
@@ -153,7 +224,11 @@ fn write_histogram<T: Number>(name: &str, help: &str, histogram: &Histogram<T>, 
         );
         sample(name, "_sum", point.attributes(), None, point.sum(), out);
         sample(name, "_count", point.attributes(), None, count, out);
+        if !chunks.point_done() {
+            return false;
+        }
     }
+    true
 }
 
 /// `target_info`: the resource's attributes as labels, value 1.
@@ -301,8 +376,7 @@ mod tests {
         meter.i64_up_down_counter("t.level").build().add(-3, &[]);
         let mut collected = ResourceMetrics::default();
         reader.collect(&mut collected).expect("collect");
-        let mut out = String::new();
-        write(&collected, &mut out);
+        let out = to_string(&collected);
         for line in [
             "# TYPE t_duration_seconds histogram\n",
             "t_duration_seconds_bucket{check=\"a\\\"b\",le=\"0.1\"} 1\n",

@@ -29,9 +29,12 @@
 //!
 //! Labels are bounded by the config: never a URL, a message or an address.
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
@@ -40,7 +43,8 @@ use opentelemetry_sdk::metrics::ManualReader;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader as _;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
 
 use crate::health::{CheckView, Published, Status, Transition};
 use crate::probe::Outcome;
@@ -64,8 +68,8 @@ pub struct Metrics {
     provider: SdkMeterProvider,
     reader: Arc<ManualReader>,
     recorder: Arc<Recorder>,
-    /// Asks the render thread for an exposition (see [`Metrics::render_off_runtime`]).
-    renders: mpsc::Sender<oneshot::Sender<Vec<u8>>>,
+    /// Asks the render thread for an exposition (see [`Metrics::scrape`]).
+    renders: mpsc::Sender<Scrape>,
 }
 
 /// Counts runs and transitions as the collector records them.
@@ -129,29 +133,38 @@ impl Metrics {
         self.recorder.clone()
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric, whole.
     pub fn render(&self) -> Vec<u8> {
-        render(&self.reader, 0)
+        exposition::to_string(&collect(&self.reader)).into_bytes()
     }
 
-    /// [`Metrics::render`] on the render thread, one scrape at a time; `None`
-    /// if rendering failed. At 10,000 checks a render is 0.1-0.3 s of CPU. On
-    /// a runtime worker (often the only one, in a container limited to less
-    /// than a core) it held back every probe and every `/readyz` answer due
-    /// meanwhile: at 10,000 checks scraped every 10 s, p99 start lateness was
-    /// 50.8 ms and `/readyz` took up to 173 ms. The render thread runs at the
-    /// lowest CPU priority, so the runtime's threads come first: 4.4 ms and
-    /// 6.5 ms (`BENCHMARKS.md`).
-    pub async fn render_off_runtime(&self) -> Option<Vec<u8>> {
-        let (reply, answer) = oneshot::channel();
-        self.renders.send(reply).await.ok()?;
-        answer.await.ok()
+    /// The exposition for a scrape, written on the render thread one scrape
+    /// at a time and streamed: [`exposition::CHUNK`]s of text, then the end
+    /// of the channel; an `Err` last if the text was cut short (the reader
+    /// stalled, or rendering failed), so a client never takes a part for
+    /// the whole. Closed with nothing in it if the render thread is gone.
+    ///
+    /// At 10,000 checks a render is 0.1-0.3 s of CPU. On a runtime worker
+    /// (often the only one, in a container limited to less than a core) it
+    /// held back every probe and every `/readyz` answer due meanwhile: at
+    /// 10,000 checks scraped every 10 s, p99 start lateness was 50.8 ms and
+    /// `/readyz` took up to 173 ms. The render thread runs at the lowest CPU
+    /// priority, so the runtime's threads come first: 4.4 ms and 6.5 ms
+    /// (`BENCHMARKS.md`). Streamed, a scrape holds a few chunks instead of
+    /// the whole 4 MB text, which glibc kept after every scrape.
+    pub async fn scrape(&self) -> Chunks {
+        let (chunks, text) = mpsc::channel(CHUNKS_QUEUED + 1);
+        let runtime = tokio::runtime::Handle::current();
+        // If the thread is gone, the request (and its sender) is dropped:
+        // the channel closes empty.
+        let _ = self.renders.send(Scrape { chunks, runtime }).await;
+        text
     }
 
     /// Flushes and stops the exporters within `budget`. The SDK's shutdown
     /// blocks, so it runs on the blocking pool (it hangs if called on a
     /// runtime worker: opentelemetry-rust#2583).
-    pub async fn shutdown(&self, budget: std::time::Duration) {
+    pub async fn shutdown(&self, budget: Duration) {
         let provider = self.provider.clone();
         super::shutdown_within("metrics", budget, move || provider.shutdown()).await;
     }
@@ -159,30 +172,57 @@ impl Metrics {
 
 /// Niceness of the render thread: the lowest priority.
 const RENDER_NICE: i32 = 19;
+/// Chunks written ahead of the scraper: the most text a scrape holds.
+const CHUNKS_QUEUED: usize = 4;
+/// A scraper that takes no text for this long is dropped (Prometheus's
+/// default scrape timeout): it holds the render thread, and every scrape
+/// queued behind it waits.
+const STALLED: Duration = Duration::from_secs(10);
+
+/// What `/metrics` reads: see [`Metrics::scrape`].
+pub type Chunks = mpsc::Receiver<io::Result<Bytes>>;
+
+/// One scrape: where its text goes, and the runtime that times a stalled reader.
+struct Scrape {
+    chunks: mpsc::Sender<io::Result<Bytes>>,
+    runtime: tokio::runtime::Handle,
+}
 
 /// Starts the thread that renders `/metrics`, at [`RENDER_NICE`]; it ends
 /// with the last sender. Scrapes queue on the returned sender.
-fn spawn_renderer(
-    reader: Arc<ManualReader>,
-) -> Result<mpsc::Sender<oneshot::Sender<Vec<u8>>>, MetricsError> {
-    let (renders, mut asks) = mpsc::channel::<oneshot::Sender<Vec<u8>>>(1);
+fn spawn_renderer(reader: Arc<ManualReader>) -> Result<mpsc::Sender<Scrape>, MetricsError> {
+    let (renders, mut asks) = mpsc::channel::<Scrape>(1);
     std::thread::Builder::new()
         .name("metrics-render".into())
         .spawn(move || {
             lower_priority();
-            let mut last = 0;
-            while let Some(reply) = asks.blocking_recv() {
-                let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    render(&reader, last)
-                }));
-                if let Ok(out) = rendered {
-                    last = out.len();
-                    let _ = reply.send(out);
-                }
+            while let Some(scrape) = asks.blocking_recv() {
+                stream(&reader, scrape);
             }
         })
         .map_err(|e| MetricsError(format!("cannot start the render thread: {e}")))?;
     Ok(renders)
+}
+
+/// Writes one scrape's text into its channel, a chunk at a time.
+fn stream(reader: &ManualReader, Scrape { chunks, runtime }: Scrape) {
+    // A slot kept for the error: a stalled reader that comes back still
+    // learns the text was cut short.
+    let Ok(error_slot) = chunks.clone().try_reserve_owned() else {
+        return; // the scraper has gone
+    };
+    let mut emit = |text: String| {
+        // The timer is made inside `block_on`: it needs the runtime's context.
+        let send = async { timeout(STALLED, chunks.send(Ok(Bytes::from(text)))).await };
+        matches!(runtime.block_on(send), Ok(Ok(())))
+    };
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        exposition::write(&collect(reader), &mut emit)
+    }));
+    if !matches!(written, Ok(true)) {
+        tracing::debug!("a /metrics scrape was cut short: the scraper stalled or left");
+        error_slot.send(Err(io::Error::other("the exposition was cut short")));
+    }
 }
 
 /// Lowers the calling thread to [`RENDER_NICE`]. Linux keeps a nice value
@@ -196,16 +236,13 @@ fn lower_priority() {
     }
 }
 
-/// Renders into a buffer sized from the last exposition: grown by doubling,
-/// a 4 MB exposition was copied a dozen times on the way.
-fn render(reader: &ManualReader, last: usize) -> Vec<u8> {
+/// What the SDK holds now: every series, read once.
+fn collect(reader: &ManualReader) -> ResourceMetrics {
     let mut collected = ResourceMetrics::default();
     if let Err(error) = reader.collect(&mut collected) {
         tracing::warn!(%error, "cannot collect metrics");
     }
-    let mut out = String::with_capacity(last + last / 8);
-    exposition::write(&collected, &mut out);
-    out.into_bytes()
+    collected
 }
 
 impl Recorder {
@@ -242,7 +279,7 @@ impl Recorder {
 const LATENESS_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 impl Observer for Recorder {
-    fn on_start(&self, lateness: std::time::Duration) {
+    fn on_start(&self, lateness: Duration) {
         self.lateness.record(lateness.as_secs_f64(), &[]);
     }
 
@@ -478,13 +515,51 @@ fn register_gauges(meter: &Meter, published: Published) {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
-    use std::time::Duration;
 
     use super::*;
 
     fn metrics() -> Arc<Metrics> {
         let resource = Resource::builder_empty().build();
         Arc::new(Metrics::new(resource, None, Arc::default()).expect("metrics"))
+    }
+
+    /// Every chunk of a scrape, and whether it ended whole.
+    async fn chunks_of(mut text: Chunks) -> (Vec<Bytes>, io::Result<()>) {
+        let mut chunks = Vec::new();
+        while let Some(chunk) = text.recv().await {
+            match chunk {
+                Ok(chunk) => chunks.push(chunk),
+                Err(e) => return (chunks, Err(e)),
+            }
+        }
+        (chunks, Ok(()))
+    }
+
+    async fn scraped(metrics: &Metrics) -> String {
+        let (chunks, end) = chunks_of(metrics.scrape().await).await;
+        end.expect("the whole text");
+        String::from_utf8(chunks.concat()).expect("utf8")
+    }
+
+    /// Gauges enough for ~800 KB of text: a dozen chunks.
+    fn many_series(metrics: &Metrics) {
+        let meter = metrics.provider.meter("test");
+        for g in 0..32 {
+            meter
+                .u64_observable_gauge(format!("test.gauge{g}"))
+                .with_callback(move |o| {
+                    for i in 0..500 {
+                        o.observe(i, &[KeyValue::new("check", format!("check-number-{i:05}"))]);
+                    }
+                })
+                .build();
+        }
+    }
+
+    fn sorted_lines(text: &str) -> Vec<&str> {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        lines
     }
 
     /// A render holds no runtime worker: on a single-threaded runtime, a
@@ -514,12 +589,12 @@ mod tests {
             .build();
         let render = tokio::spawn({
             let metrics = metrics.clone();
-            async move { metrics.render_off_runtime().await }
+            async move { scraped(&metrics).await }
         });
         // This task runs only if the render left the runtime's one thread free.
         tokio::task::yield_now().await;
         tx.send(()).expect("the callback is waiting");
-        let text = String::from_utf8(render.await.expect("join").expect("rendered")).expect("utf8");
+        let text = render.await.expect("join");
         assert!(text.contains("test_waits 1"), "{text}");
         assert!(
             !cfg!(target_os = "linux") || text.contains(&format!("test_nice {RENDER_NICE}\n")),
@@ -531,9 +606,8 @@ mod tests {
     #[tokio::test]
     async fn concurrent_renders_each_get_the_whole_exposition() {
         let metrics = metrics();
-        let families = |text: &[u8]| -> Vec<String> {
-            String::from_utf8_lossy(text)
-                .lines()
+        let families = |text: &str| -> Vec<String> {
+            text.lines()
                 .filter(|l| l.starts_with("# TYPE"))
                 .map(str::to_owned)
                 .collect()
@@ -545,15 +619,60 @@ mod tests {
                 .with_callback(move |o| o.observe(i, &[]))
                 .build();
         }
-        let alone = families(&metrics.render());
+        let alone = families(&String::from_utf8(metrics.render()).expect("utf8"));
         assert_eq!(alone.len(), 9, "{alone:?}");
         let mut scrapes = tokio::task::JoinSet::new();
         for _ in 0..4 {
             let metrics = metrics.clone();
-            scrapes.spawn(async move { metrics.render_off_runtime().await });
+            scrapes.spawn(async move { scraped(&metrics).await });
         }
         while let Some(text) = scrapes.join_next().await {
-            assert_eq!(families(&text.expect("join").expect("rendered")), alone);
+            assert_eq!(families(&text.expect("join")), alone);
         }
+    }
+
+    /// A scrape gets the text in pieces of about a chunk, each ending at a
+    /// line, which together are the whole text.
+    #[tokio::test]
+    async fn a_scrape_streams_the_text_in_chunks() {
+        let metrics = metrics();
+        many_series(&metrics);
+        let (chunks, end) = chunks_of(metrics.scrape().await).await;
+        end.expect("the whole text");
+        assert!(chunks.len() >= 10, "{} chunks", chunks.len());
+        for chunk in &chunks[..chunks.len() - 1] {
+            assert!(
+                (exposition::CHUNK..exposition::CHUNK + 200).contains(&chunk.len()),
+                "a chunk of {} bytes",
+                chunk.len()
+            );
+            assert!(chunk.ends_with(b"\n"));
+        }
+        let streamed = String::from_utf8(chunks.concat()).expect("utf8");
+        let whole = String::from_utf8(metrics.render()).expect("utf8");
+        assert_eq!(sorted_lines(&streamed), sorted_lines(&whole));
+        assert!(whole.contains("test_gauge31{check=\"check-number-00499\"} 499\n"));
+    }
+
+    /// A scraper that stops reading is cut off after [`STALLED`], its text
+    /// ends in an error (not a clean end a client would take for the whole),
+    /// and the scrape queued behind it is served.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_scraper_is_cut_off_and_the_next_is_served() {
+        let metrics = metrics();
+        many_series(&metrics);
+        let start = tokio::time::Instant::now();
+        let stalled = metrics.scrape().await;
+        let next = scraped(&metrics).await;
+        assert!(
+            start.elapsed() >= STALLED,
+            "served after {:?}",
+            start.elapsed()
+        );
+        assert!(next.contains("test_gauge31{check=\"check-number-00499\"} 499\n"));
+        let (chunks, end) = chunks_of(stalled).await;
+        assert_eq!(chunks.len(), CHUNKS_QUEUED);
+        let error = end.expect_err("cut short");
+        assert_eq!(error.to_string(), "the exposition was cut short");
     }
 }
