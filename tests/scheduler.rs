@@ -62,7 +62,7 @@ fn engine(toml: &str, probes: &[Arc<Scripted>]) -> Engine {
         .map(|(c, p)| (c.name.to_string(), p.clone() as Arc<dyn Probe>))
         .collect();
     Engine::start_with(
-        &config.checks,
+        config.checks,
         Box::new(move |check: &Check| by_name[&*check.name].clone()),
         Arc::new(()),
     )
@@ -382,7 +382,7 @@ mod apply {
             .map(|(n, p)| (n.to_string(), p.clone() as Arc<dyn Probe>))
             .collect();
         Engine::start_with(
-            &config(toml).checks,
+            config(toml).checks,
             Box::new(move |check: &Check| by_name[&*check.name].clone()),
             Arc::new(()),
         )
@@ -405,7 +405,7 @@ mod apply {
         let runs_before = api.runs();
 
         let diff = engine
-            .apply(&config(&format!("{API}{EXTRA}")).checks, no_record)
+            .apply(config(&format!("{API}{EXTRA}")).checks, no_record)
             .await;
         assert_eq!(
             (diff.added.clone(), diff.unchanged.clone()),
@@ -447,7 +447,7 @@ mod apply {
         until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
         api.set(false);
         let changed = API.replace("failure_threshold = 3", "failure_threshold = 2");
-        let diff = engine.apply(&config(&changed).checks, no_record).await;
+        let diff = engine.apply(config(&changed).checks, no_record).await;
         assert_eq!(diff.changed, vec!["api".to_owned()]);
         until(&published, Duration::from_secs(1), |s| {
             view(s, "api").consecutive_failures == 0
@@ -483,7 +483,7 @@ mod apply {
         // A check added off the grid, 1,234 ms in.
         tokio::time::sleep(Duration::from_millis(1_234)).await;
         engine
-            .apply(&config(&format!("{toml}{EXTRA}")).checks, no_record)
+            .apply(config(&format!("{toml}{EXTRA}")).checks, no_record)
             .await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         let on_grid = |at: Instant| (at - start).as_nanos() % 100_000_000 == 0;
@@ -511,7 +511,7 @@ mod apply {
         let published = engine.published();
         until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
         engine
-            .apply(&config(&format!("{API}{EXTRA}")).checks, no_record)
+            .apply(config(&format!("{API}{EXTRA}")).checks, no_record)
             .await;
         until(&published, Duration::from_secs(1), |s| s.checks.len() == 2).await;
         let snap = published.load();
@@ -543,7 +543,7 @@ mod apply {
         })
         .await;
         assert!(!published.load().readiness.ok);
-        let diff = engine.apply(&config(API).checks, no_record).await;
+        let diff = engine.apply(config(API).checks, no_record).await;
         assert_eq!(diff.removed, vec!["extra".to_owned()]);
         until(&published, Duration::from_secs(1), |s| s.checks.len() == 1).await;
         assert!(
@@ -734,7 +734,7 @@ type = "push"
 ttl = "10s"
 failure_threshold = 1
 "#;
-    let mut engine = Engine::start(&config(toml).checks, Arc::new(()));
+    let mut engine = Engine::start(config(toml).checks, Arc::new(()));
     let published = engine.published();
     let inboxes = engine.inboxes();
     let report = |status, message: &str| PushReport {
@@ -798,7 +798,7 @@ failure_threshold = 1
         inboxes.deliver("other", report(Reported::Pass, "")),
         Err(Refused::Unknown)
     );
-    engine.apply(&[], |_| no_record_top()).await;
+    engine.apply(Vec::new(), |_| no_record_top()).await;
     assert_eq!(
         inboxes.deliver("nightly", report(Reported::Pass, "")),
         Err(Refused::Unknown)

@@ -121,7 +121,7 @@ impl Drop for Task {
 impl Engine {
     /// Starts a task per check and the collector; the first snapshot (every
     /// check `starting`) is published before this returns.
-    pub fn start(checks: &[Check], observer: Arc<dyn Observer>) -> Self {
+    pub fn start(checks: Vec<Check>, observer: Arc<dyn Observer>) -> Self {
         Self::start_with(
             checks,
             Box::new(|check: &Check| probe::build(&check.probe)),
@@ -131,15 +131,16 @@ impl Engine {
 
     /// As [`Engine::start`], building probes with `factory`.
     pub fn start_with(
-        checks: &[Check],
+        checks: Vec<Check>,
         factory: ProbeFactory,
         observer: Arc<dyn Observer>,
     ) -> Self {
+        let step = grid::step_for(&checks);
         let slots: Vec<Slot> = checks
-            .iter()
+            .into_iter()
             .zip(1..)
             .map(|(check, generation)| Slot {
-                check: check.clone(),
+                check,
                 generation,
                 change: Change::Added,
             })
@@ -162,7 +163,7 @@ impl Engine {
             collector,
             inboxes: Inboxes::default(),
             epoch: Instant::now(),
-            step: grid::step_for(checks),
+            step,
         };
         engine.running = slots.into_iter().map(|slot| engine.spawn(slot)).collect();
         engine
@@ -180,11 +181,17 @@ impl Engine {
     /// reload; it is published in the same snapshot as the new checks.
     pub async fn apply(
         &mut self,
-        checks: &[Check],
+        checks: Vec<Check>,
         record: impl FnOnce(&Diff) -> ReloadRecord,
     ) -> Diff {
-        let diff = Diff::between(self.running.iter().map(|r| &r.check), checks);
-        self.step = grid::step_for(checks);
+        let diff = Diff::between(self.running.iter().map(|r| &r.check), &checks);
+        self.step = grid::step_for(&checks);
+        let pushed: Vec<&str> = checks
+            .iter()
+            .filter(|c| matches!(c.probe, ProbeSpec::Push(_)))
+            .map(|c| &*c.name)
+            .collect();
+        self.inboxes.retain(&pushed);
         let mut previous: HashMap<Arc<str>, Running> = self
             .running
             .drain(..)
@@ -192,7 +199,7 @@ impl Engine {
             .collect();
         let mut kept = Vec::new();
         let mut slots = Vec::new();
-        for (check, &change) in checks.iter().zip(&diff.changes) {
+        for (check, &change) in checks.into_iter().zip(&diff.changes) {
             let generation = match (change, previous.remove(&check.name)) {
                 (Change::Unchanged, Some(running)) => {
                     let generation = running.generation;
@@ -206,18 +213,12 @@ impl Engine {
                 }
             };
             slots.push(Slot {
-                check: check.clone(),
+                check,
                 generation,
                 change,
             });
         }
         drop(previous);
-        let pushed: Vec<&str> = checks
-            .iter()
-            .filter(|c| matches!(c.probe, ProbeSpec::Push(_)))
-            .map(|c| &*c.name)
-            .collect();
-        self.inboxes.retain(&pushed);
         // The collector learns the new set before any new task can report.
         let _ = self
             .tx
