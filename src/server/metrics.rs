@@ -69,3 +69,57 @@ impl Body for Streamed {
             .map(|chunk| chunk.map(|c| c.map(Frame::data)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    fn chunks(items: Vec<io::Result<&'static str>>) -> Chunks {
+        let (tx, rx) = mpsc::channel(items.len().max(1));
+        for item in items {
+            tx.try_send(item.map(|s| Bytes::from_static(s.as_bytes())))
+                .expect("room");
+        }
+        rx
+    }
+
+    #[tokio::test]
+    async fn the_chunks_make_one_body() {
+        let response = respond(chunks(vec![Ok("a 1\n"), Ok("b 2\n"), Ok("")])).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let body = response.into_body().collect().await.expect("whole");
+        assert_eq!(body.to_bytes(), "a 1\nb 2\n");
+    }
+
+    /// Cut short after the headers went out: the body ends in an error,
+    /// which hyper turns into a connection closed without the last chunk.
+    #[tokio::test]
+    async fn a_text_cut_short_fails_the_body() {
+        let cut = Err(io::Error::other("the exposition was cut short"));
+        let response = respond(chunks(vec![Ok("a 1\n"), cut])).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let error = response.into_body().collect().await.expect_err("cut short");
+        assert!(error.to_string().contains("cut short"), "{error}");
+    }
+
+    /// Nothing written (the render thread is gone, or failed at once): a 500.
+    #[tokio::test]
+    async fn nothing_written_is_a_500() {
+        for text in [
+            chunks(vec![]),
+            chunks(vec![Err(io::Error::other("failed"))]),
+        ] {
+            let response = respond(text).await;
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = response.into_body().collect().await.expect("whole");
+            assert_eq!(body.to_bytes(), "cannot render metrics\n");
+        }
+    }
+}
