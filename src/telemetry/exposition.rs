@@ -146,19 +146,8 @@ fn write_metric<T: Number>(metric: &Metric, data: &MetricData<T>, out: &mut Out<
     match data {
         MetricData::Gauge(gauge) => {
             header(&name, help, "gauge", &mut out.text);
-            for point in gauge.data_points() {
-                sample(
-                    &name,
-                    "",
-                    point.attributes(),
-                    None,
-                    point.value(),
-                    &mut out.text,
-                );
-                if !out.point_done() {
-                    return false;
-                }
-            }
+            let points = gauge.data_points().map(|p| (p.attributes(), p.value()));
+            write_values(&name, points, out)
         }
         MetricData::Sum(sum) => {
             let kind = if sum.is_monotonic() {
@@ -168,23 +157,26 @@ fn write_metric<T: Number>(metric: &Metric, data: &MetricData<T>, out: &mut Out<
                 "gauge"
             };
             header(&name, help, kind, &mut out.text);
-            for point in sum.data_points() {
-                sample(
-                    &name,
-                    "",
-                    point.attributes(),
-                    None,
-                    point.value(),
-                    &mut out.text,
-                );
-                if !out.point_done() {
-                    return false;
-                }
-            }
+            let points = sum.data_points().map(|p| (p.attributes(), p.value()));
+            write_values(&name, points, out)
         }
-        MetricData::Histogram(histogram) => return write_histogram(&name, help, histogram, out),
+        MetricData::Histogram(histogram) => write_histogram(&name, help, histogram, out),
         // No instrument of healthgate's makes one.
-        MetricData::ExponentialHistogram(_) => {}
+        MetricData::ExponentialHistogram(_) => true,
+    }
+}
+
+/// One sample a point: gauges and sums.
+fn write_values<'a, T: Number, L: Iterator<Item = &'a KeyValue>>(
+    name: &str,
+    points: impl Iterator<Item = (L, T)>,
+    out: &mut Out<'_>,
+) -> bool {
+    for (labels, value) in points {
+        sample(name, "", labels, None, value, &mut out.text);
+        if !out.point_done() {
+            return false;
+        }
     }
     true
 }
