@@ -88,6 +88,16 @@ impl Metrics {
         otlp: Option<PeriodicReader<Counted>>,
         dropped: Arc<Dropped>,
     ) -> Result<Self, MetricsError> {
+        Self::build(resource, otlp, dropped, STALLED)
+    }
+
+    /// [`Metrics::new`], cutting off a scraper stalled for `stalled`.
+    fn build(
+        resource: Resource,
+        otlp: Option<PeriodicReader<Counted>>,
+        dropped: Arc<Dropped>,
+        stalled: Duration,
+    ) -> Result<Self, MetricsError> {
         let reader = Arc::new(ManualReader::builder().build());
         let mut builder = SdkMeterProvider::builder()
             .with_resource(resource)
@@ -117,7 +127,7 @@ impl Metrics {
             .build();
         Ok(Self {
             provider,
-            renders: spawn_renderer(reader.clone())?,
+            renders: spawn_renderer(reader.clone(), stalled)?,
             reader,
             recorder,
         })
@@ -154,10 +164,9 @@ impl Metrics {
     /// the whole 4 MB text, which glibc kept after every scrape.
     pub async fn scrape(&self) -> Chunks {
         let (chunks, text) = mpsc::channel(CHUNKS_QUEUED + 1);
-        let runtime = tokio::runtime::Handle::current();
         // If the thread is gone, the request (and its sender) is dropped:
         // the channel closes empty.
-        let _ = self.renders.send(Scrape { chunks, runtime }).await;
+        let _ = self.renders.send(chunks).await;
         text
     }
 
@@ -182,22 +191,29 @@ const STALLED: Duration = Duration::from_secs(10);
 /// What `/metrics` reads: see [`Metrics::scrape`].
 pub type Chunks = mpsc::Receiver<io::Result<Bytes>>;
 
-/// One scrape: where its text goes, and the runtime that times a stalled reader.
-struct Scrape {
-    chunks: mpsc::Sender<io::Result<Bytes>>,
-    runtime: tokio::runtime::Handle,
-}
+/// Where one scrape's text goes.
+type Scrape = mpsc::Sender<io::Result<Bytes>>;
 
 /// Starts the thread that renders `/metrics`, at [`RENDER_NICE`]; it ends
 /// with the last sender. Scrapes queue on the returned sender.
-fn spawn_renderer(reader: Arc<ManualReader>) -> Result<mpsc::Sender<Scrape>, MetricsError> {
+fn spawn_renderer(
+    reader: Arc<ManualReader>,
+    stalled: Duration,
+) -> Result<mpsc::Sender<Scrape>, MetricsError> {
     let (renders, mut asks) = mpsc::channel::<Scrape>(1);
+    // The thread's own clock for timing out a stalled scraper: the main
+    // runtime's timers stop (and panic when polled) as it shuts down, which
+    // a scrape in flight could see.
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| MetricsError(format!("cannot start the render thread's clock: {e}")))?;
     std::thread::Builder::new()
         .name("metrics-render".into())
         .spawn(move || {
             lower_priority();
-            while let Some(scrape) = asks.blocking_recv() {
-                stream(&reader, scrape);
+            while let Some(chunks) = asks.blocking_recv() {
+                stream(&reader, &chunks, &clock, stalled);
             }
         })
         .map_err(|e| MetricsError(format!("cannot start the render thread: {e}")))?;
@@ -205,7 +221,12 @@ fn spawn_renderer(reader: Arc<ManualReader>) -> Result<mpsc::Sender<Scrape>, Met
 }
 
 /// Writes one scrape's text into its channel, a chunk at a time.
-fn stream(reader: &ManualReader, Scrape { chunks, runtime }: Scrape) {
+fn stream(
+    reader: &ManualReader,
+    chunks: &Scrape,
+    clock: &tokio::runtime::Runtime,
+    stalled: Duration,
+) {
     // A slot kept for the error: a stalled reader that comes back still
     // learns the text was cut short.
     let Ok(error_slot) = chunks.clone().try_reserve_owned() else {
@@ -213,8 +234,8 @@ fn stream(reader: &ManualReader, Scrape { chunks, runtime }: Scrape) {
     };
     let mut emit = |text: String| {
         // The timer is made inside `block_on`: it needs the runtime's context.
-        let send = async { timeout(STALLED, chunks.send(Ok(Bytes::from(text)))).await };
-        matches!(runtime.block_on(send), Ok(Ok(())))
+        let send = async { timeout(stalled, chunks.send(Ok(Bytes::from(text)))).await };
+        matches!(clock.block_on(send), Ok(Ok(())))
     };
     let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         exposition::write(&collect(reader), &mut emit)
@@ -654,23 +675,27 @@ mod tests {
         assert!(whole.contains("test_gauge31{check=\"check-number-00499\"} 499\n"));
     }
 
-    /// A scraper that stops reading is cut off after [`STALLED`], its text
-    /// ends in an error (not a clean end a client would take for the whole),
-    /// and the scrape queued behind it is served.
-    #[tokio::test(start_paused = true)]
+    /// A scraper that stops reading is cut off after the stall timeout,
+    /// its text ends in an error (not a clean end a client would take for
+    /// the whole), and the scrape queued behind it is served.
+    #[tokio::test]
     async fn a_stalled_scraper_is_cut_off_and_the_next_is_served() {
-        let metrics = metrics();
+        let stalled = Duration::from_millis(300);
+        let resource = Resource::builder_empty().build();
+        let metrics = Metrics::build(resource, None, Arc::default(), stalled).expect("metrics");
         many_series(&metrics);
         let start = tokio::time::Instant::now();
-        let stalled = metrics.scrape().await;
-        let next = scraped(&metrics).await;
+        let stuck = metrics.scrape().await;
+        let next = tokio::time::timeout(Duration::from_secs(30), scraped(&metrics))
+            .await
+            .expect("the next scrape is served once the stalled one is cut off");
         assert!(
-            start.elapsed() >= STALLED,
+            start.elapsed() >= stalled,
             "served after {:?}",
             start.elapsed()
         );
         assert!(next.contains("test_gauge31{check=\"check-number-00499\"} 499\n"));
-        let (chunks, end) = chunks_of(stalled).await;
+        let (chunks, end) = chunks_of(stuck).await;
         assert_eq!(chunks.len(), CHUNKS_QUEUED);
         let error = end.expect_err("cut short");
         assert_eq!(error.to_string(), "the exposition was cut short");
