@@ -359,7 +359,11 @@ async fn the_api_shows_each_check_with_its_latest_runs() {
         &format!(
             "{}{}",
             http_check("api", &target.url("/flip"), "interval = \"50ms\""),
-            http_check("cache", &target.url("/status/500"), "critical = false")
+            http_check(
+                "cache",
+                &target.url("/status/500"),
+                "critical = false\ngroups = [\"readiness\", \"liveness\", \"readiness\"]"
+            )
         ),
     ))
     .await;
@@ -387,6 +391,7 @@ async fn the_api_shows_each_check_with_its_latest_runs() {
     assert_eq!(recent[9]["result"], "pass", "{body}");
     assert!(recent[0]["time"].as_str().unwrap() > recent[9]["time"].as_str().unwrap());
     assert_eq!(api["last"], recent[0]);
+    assert_eq!(api["groups"], serde_json::json!(["readiness"]));
 
     let (code, body) = admin(gw.admin, "GET", "/api/checks", None, "").await;
     assert_eq!(code, StatusCode::OK);
@@ -398,6 +403,11 @@ async fn the_api_shows_each_check_with_its_latest_runs() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["api", "cache"]);
+    assert_eq!(
+        all["checks"][1]["groups"],
+        serde_json::json!(["liveness", "readiness"]),
+        "each group once, in a fixed order"
+    );
     assert_eq!(all["readiness"]["ok"], false);
     assert_eq!(
         all["checks"][1]["status"], "warn",

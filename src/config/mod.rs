@@ -13,7 +13,7 @@ mod validate;
 pub use diff::{Change, Diff};
 pub use listener_tls::{ListenerTlsError, server_config};
 pub use load::{Format, load, load_str};
-pub use model::Group;
+pub use model::{Group, Groups};
 pub use resolved::*;
 pub use validate::validate;
 

@@ -592,6 +592,35 @@ impl Group {
     }
 }
 
+/// The groups a check takes part in: a set of three bits, copied rather than
+/// allocated (every result copies its check's view, groups included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Groups(u8);
+
+impl Groups {
+    const ALL: [Group; 3] = [Group::Liveness, Group::Readiness, Group::Startup];
+
+    /// Whether `group` is in the set.
+    pub fn contains(self, group: Group) -> bool {
+        self.0 & Self::bit(group) != 0
+    }
+
+    /// The groups in the set, in [`Group`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = Group> {
+        Self::ALL.into_iter().filter(move |g| self.contains(*g))
+    }
+
+    fn bit(group: Group) -> u8 {
+        1 << group as u8
+    }
+}
+
+impl FromIterator<Group> for Groups {
+    fn from_iter<I: IntoIterator<Item = Group>>(groups: I) -> Self {
+        Self(groups.into_iter().fold(0, |set, g| set | Self::bit(g)))
+    }
+}
+
 /// `type = "http"`: an HTTP or HTTPS request.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -1010,4 +1039,21 @@ pub struct PushSection {
     /// Longest time between two reports.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_a_set_listed_in_order() {
+        let groups: Groups = [Group::Startup, Group::Liveness, Group::Startup]
+            .into_iter()
+            .collect();
+        assert!(groups.contains(Group::Startup) && groups.contains(Group::Liveness));
+        assert!(!groups.contains(Group::Readiness));
+        let listed: Vec<Group> = groups.iter().collect();
+        assert_eq!(listed, [Group::Liveness, Group::Startup]);
+        assert_eq!(Groups::default().iter().count(), 0);
+    }
 }

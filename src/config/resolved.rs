@@ -9,7 +9,7 @@ use std::time::Duration;
 use regex::Regex;
 use rustls_pki_types::CertificateDer;
 
-use super::model::{Group, RootsKind};
+use super::model::{Groups, RootsKind};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub struct Check {
     /// Unique name.
     pub name: Arc<str>,
     /// Verdicts it takes part in.
-    pub groups: Vec<Group>,
+    pub groups: Groups,
     /// Whether its failure fails its verdicts.
     pub critical: bool,
     /// A shared dependency: its failure does not fail readiness.

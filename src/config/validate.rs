@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::Problem;
 use super::model::{
     CheckCommon, DefaultsSection, DiskSection, DnsProtocol, DnsSection, ExecSection, ExitCodesKind,
-    GrpcSection, HttpSection, LatencySection, MemorySection, PushSection, ReloadSection,
+    Groups, GrpcSection, HttpSection, LatencySection, MemorySection, PushSection, ReloadSection,
     ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsProbeSection, TlsSection,
 };
 use super::resolved::*;
@@ -464,9 +464,7 @@ impl Validator {
                 }),
         };
         self.overrides(label, &common);
-        let mut groups = common.groups;
-        groups.sort();
-        groups.dedup();
+        let groups: Groups = common.groups.iter().copied().collect();
         let probe = probe?;
         let max_duration = latency?;
         if let Some(m) = max_duration

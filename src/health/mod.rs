@@ -211,7 +211,7 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
     let view = CheckView {
         name: check.name.clone(),
         kind: check.probe.kind(),
-        groups: check.groups.clone(),
+        groups: check.groups,
         critical: check.critical,
         dependency: check.dependency,
         status: state.status(),

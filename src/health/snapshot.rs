@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::Status;
-use crate::config::Group;
+use crate::config::{Group, Groups};
 use crate::probe::Category;
 
 /// Where the latest snapshot lives: one writer (the engine), many lock-free
@@ -142,7 +142,7 @@ pub struct CheckView {
     /// Probe type as written (`http`, `tcp`, `grpc`, ...).
     pub kind: &'static str,
     /// Verdicts it takes part in.
-    pub groups: Vec<Group>,
+    pub groups: Groups,
     /// Whether it is critical.
     pub critical: bool,
     /// A shared dependency: its failure does not fail readiness or liveness.
@@ -173,7 +173,7 @@ pub const RECENT_RUNS: usize = 10;
 impl CheckView {
     /// Whether the check takes part in `group`.
     pub fn in_group(&self, group: Group) -> bool {
-        self.groups.contains(&group)
+        self.groups.contains(group)
     }
 
     /// The latest run, if any.

@@ -26,6 +26,7 @@ use subtle::ConstantTimeEq;
 
 use super::metrics::{self, AdminBody};
 use super::{Context, routes};
+use crate::config::Group;
 use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
 use crate::scheduler::{PushReport, Refused, Reported};
 
@@ -271,7 +272,7 @@ fn check_json(c: &CheckView, runs: bool) -> Value {
         "since": rfc3339(c.since),
         "critical": c.critical,
         "dependency": c.dependency,
-        "groups": c.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "groups": c.groups.iter().map(Group::as_str).collect::<Vec<_>>(),
         "consecutiveSuccesses": c.consecutive_successes,
         "consecutiveFailures": c.consecutive_failures,
         "everPassed": c.ever_passed,

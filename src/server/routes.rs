@@ -184,7 +184,7 @@ fn component(check: &CheckView) -> Value {
         "componentType": check.kind,
         "status": status,
         "critical": check.critical,
-        "groups": check.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "groups": check.groups.iter().map(Group::as_str).collect::<Vec<_>>(),
         "consecutiveSuccesses": check.consecutive_successes,
         "consecutiveFailures": check.consecutive_failures,
         "time": humantime::format_rfc3339_millis(check.last().map_or(check.since, |l| l.at)).to_string(),

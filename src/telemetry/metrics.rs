@@ -407,7 +407,7 @@ fn register_gauges(meter: &Meter, published: Published) {
         .with_callback(move |o| {
             for c in &p.load().checks {
                 let [check, kind] = check_labels(c);
-                for group in &c.groups {
+                for group in c.groups.iter() {
                     let labels = [
                         check.clone(),
                         kind.clone(),
