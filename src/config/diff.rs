@@ -40,7 +40,7 @@ impl Diff {
         for check in new {
             let change = match running.remove(&*check.name) {
                 None => Change::Added,
-                Some(o) if o.definition == check.definition => Change::Unchanged,
+                Some(o) if o.same_as(check) => Change::Unchanged,
                 Some(_) => Change::Changed,
             };
             let name = check.name.to_string();
@@ -68,5 +68,39 @@ impl std::fmt::Display for Diff {
             self.changed.len(),
             self.unchanged.len()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::load_str;
+
+    fn checks(defaults: &str, url: &str) -> Vec<Check> {
+        let text = format!(
+            "[defaults]\n{defaults}\n[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{url}\"\n"
+        );
+        load_str(Path::new("c.toml"), &text).unwrap().checks
+    }
+
+    #[test]
+    fn a_check_changes_with_its_table_or_its_resolved_schedule() {
+        let old = checks("interval = \"1s\"", "http://127.0.0.1:1/");
+        let change = |new: &[Check]| Diff::between(&old, new).changes;
+        assert_eq!(
+            change(&checks("interval = \"1s\"", "http://127.0.0.1:1/")),
+            [Change::Unchanged]
+        );
+        assert_eq!(
+            change(&checks("interval = \"1s\"", "http://127.0.0.1:2/")),
+            [Change::Changed]
+        );
+        // The same table under other defaults runs on another schedule.
+        assert_eq!(
+            change(&checks("interval = \"2s\"", "http://127.0.0.1:1/")),
+            [Change::Changed]
+        );
     }
 }

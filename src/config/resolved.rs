@@ -71,16 +71,25 @@ pub struct Check {
     pub definition: Definition,
 }
 
-/// What identifies a check's behaviour: its table as written (compact JSON
-/// with sorted keys: a few hundred bytes, where the parsed tree took several
-/// times that per check and copy), its resolved schedule, and the CA
-/// certificates its `tls.ca_file` held when loaded.
+/// With the check's resolved `schedule` (compared by [`Check::same_as`], not
+/// copied here), what identifies its behaviour: its table as written
+/// (compact JSON with sorted keys: a few hundred bytes, where the parsed tree
+/// took several times that per check and copy) and the CA certificates its
+/// `tls.ca_file` held when loaded.
 /// `Debug` shows nothing: the table may hold header values and passwords.
 #[derive(Clone, PartialEq)]
 pub struct Definition {
     pub(super) table: Box<str>,
-    pub(super) schedule: Schedule,
     pub(super) extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl Check {
+    /// Whether `other` is this check unchanged: the same table as written,
+    /// the same schedule once defaults are applied (a changed `[defaults]`
+    /// changes it) and the same CA certificates.
+    pub fn same_as(&self, other: &Check) -> bool {
+        self.schedule == other.schedule && self.definition == other.definition
+    }
 }
 
 impl std::fmt::Debug for Definition {
@@ -140,7 +149,7 @@ pub enum ProbeSpec {
     /// A TCP connect.
     Tcp(TcpSpec),
     /// A command.
-    Exec(ExecSpec),
+    Exec(Box<ExecSpec>),
     /// A gRPC health check.
     Grpc(Box<GrpcSpec>),
     /// A DNS query.
@@ -148,9 +157,9 @@ pub enum ProbeSpec {
     /// A TLS handshake.
     Tls(Box<TlsProbeSpec>),
     /// Disk space and inodes.
-    Disk(DiskSpec),
+    Disk(Box<DiskSpec>),
     /// Memory against its limit.
-    Memory(MemorySpec),
+    Memory(Box<MemorySpec>),
     /// Reports pushed by the service.
     Push(PushSpec),
 }

@@ -501,7 +501,6 @@ impl Validator {
             definition: Definition {
                 // serde_json's maps are sorted: equal tables, equal text.
                 table: item.to_string().into_boxed_str(),
-                schedule,
                 extra_roots,
             },
         })
@@ -930,7 +929,7 @@ impl Validator {
         } else {
             s.command
         };
-        Some(ProbeSpec::Exec(ExecSpec {
+        Some(ProbeSpec::Exec(Box::new(ExecSpec {
             argv,
             env: s
                 .env
@@ -943,7 +942,7 @@ impl Validator {
             script: default_codes == ExitCodesKind::Nagios,
             output_contains: s.expect.output_contains,
             output_regex: output_regex?,
-        }))
+        })))
     }
 }
 
@@ -1176,14 +1175,14 @@ impl Validator {
             self.push(check, "path", "must be an absolute path".into());
             return None;
         }
-        fine.then_some(ProbeSpec::Disk(DiskSpec {
+        fine.then_some(ProbeSpec::Disk(Box::new(DiskSpec {
             path: s.path,
             warn_above: s.warn_above,
             fail_above: s.fail_above,
             min_free_bytes: s.min_free_bytes,
             inodes_warn_above: s.inodes_warn_above,
             inodes_fail_above: s.inodes_fail_above,
-        }))
+        })))
     }
 
     fn memory(&mut self, check: Option<&str>, s: MemorySection) -> Option<ProbeSpec> {
@@ -1206,13 +1205,13 @@ impl Validator {
             ("pressure_warn_above", s.pressure_warn_above),
             ("pressure_fail_above", s.pressure_fail_above),
         );
-        fine.then_some(ProbeSpec::Memory(MemorySpec {
+        fine.then_some(ProbeSpec::Memory(Box::new(MemorySpec {
             warn_above: s.warn_above,
             fail_above: s.fail_above,
             pressure_warn_above: s.pressure_warn_above,
             pressure_fail_above: s.pressure_fail_above,
             cgroup_dir: s.cgroup_dir,
-        }))
+        })))
     }
 
     fn push_check(&mut self, check: Option<&str>, s: PushSection) -> Option<ProbeSpec> {

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::{DnsSpec, GrpcSpec, ProbeSpec, TlsProbeSpec};
+use crate::config::{DiskSpec, DnsSpec, ExecSpec, GrpcSpec, MemorySpec, ProbeSpec, TlsProbeSpec};
 
 pub use cert::CertProbe;
 pub use disk::DiskProbe;
@@ -350,11 +350,11 @@ pub fn build(spec: &ProbeSpec) -> Arc<dyn Probe> {
     match spec {
         ProbeSpec::Http(s) => Arc::new(HttpProbe::new(s.clone())),
         ProbeSpec::Tcp(s) => Arc::new(TcpProbe::new(s.clone())),
-        ProbeSpec::Exec(s) => Arc::new(ExecProbe::new(s.clone())),
+        ProbeSpec::Exec(s) => Arc::new(ExecProbe::new(ExecSpec::clone(s))),
         ProbeSpec::Tls(s) => Arc::new(CertProbe::new(TlsProbeSpec::clone(s))),
         ProbeSpec::Grpc(s) => Arc::new(GrpcProbe::new(GrpcSpec::clone(s))),
-        ProbeSpec::Disk(s) => Arc::new(DiskProbe::new(s.clone())),
-        ProbeSpec::Memory(s) => Arc::new(MemoryProbe::new(s.clone())),
+        ProbeSpec::Disk(s) => Arc::new(DiskProbe::new(DiskSpec::clone(s))),
+        ProbeSpec::Memory(s) => Arc::new(MemoryProbe::new(MemorySpec::clone(s))),
         ProbeSpec::Dns(s) => Arc::new(DnsProbe::new(DnsSpec::clone(s))),
         ProbeSpec::Push(_) => Arc::new(NotProbed),
     }

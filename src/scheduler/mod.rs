@@ -514,4 +514,13 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 512, "{size} bytes");
     }
+
+    /// The engine keeps every running check (for the reload diff) inline in
+    /// one `Vec`: 536 bytes each before the groups became a bitset, the
+    /// schedule was kept once and the larger probe specs were boxed.
+    #[test]
+    fn a_running_check_stays_under_320_bytes() {
+        let size = std::mem::size_of::<Running>();
+        assert!(size <= 320, "{size} bytes");
+    }
 }
