@@ -114,15 +114,15 @@ impl Health {
         }
         let transition = entry.state.record(outcome, now);
         let run = LastRun {
-            at,
-            duration: outcome.duration,
+            finished: LastRun::micros_since_epoch(at),
+            micros: LastRun::saturating_micros(outcome.duration),
+            status: outcome.http_status.and_then(std::num::NonZeroU16::new),
             failure: outcome.failure,
             warning: outcome.warning,
             message: match entry.view.last() {
                 Some(last) if *last.message == *outcome.message => last.message.clone(),
                 _ => Arc::from(outcome.message.as_str()),
             },
-            http_status: outcome.http_status,
             phases: Phases::from_timed(outcome.phases.iter().map(|p| (p.name, p.duration))),
         };
         let state = &entry.state;

@@ -1,6 +1,7 @@
 //! The immutable view endpoints and exporters read: published whole after
 //! every batch of results, read without locks.
 
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -182,23 +183,54 @@ impl CheckView {
     }
 }
 
-/// One run of a check, as the history and the APIs show it.
+/// One run of a check, as the history and the APIs show it. Ten of these
+/// per check, copied at every result, are the largest per-check memory:
+/// times are kept in microseconds, 56 bytes in all (80 with `SystemTime`,
+/// `Duration` and `Option<u16>`).
 #[derive(Debug, Clone)]
 pub struct LastRun {
-    /// When it finished.
-    pub at: SystemTime,
-    /// How long it took.
-    pub duration: Duration,
+    /// When it finished, in microseconds since the Unix epoch ([`LastRun::at`]).
+    pub(super) finished: u64,
+    /// How long it took, in microseconds, saturating at ~71 minutes ([`LastRun::duration`]).
+    pub(super) micros: u32,
+    /// The HTTP status of the response ([`LastRun::http_status`]).
+    pub(super) status: Option<NonZeroU16>,
     /// `None` when it passed.
     pub failure: Option<Category>,
     /// Set when it passed with a warning.
     pub warning: Option<Category>,
     /// The probe's message (shared with the previous run when the same).
     pub message: Arc<str>,
-    /// The HTTP status of the response, for http checks that got one.
-    pub http_status: Option<u16>,
     /// How long each timed phase took.
     pub phases: Phases,
+}
+
+impl LastRun {
+    /// When it finished (to the microsecond).
+    pub fn at(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_micros(self.finished)
+    }
+
+    /// How long it took (to the microsecond).
+    pub fn duration(&self) -> Duration {
+        Duration::from_micros(u64::from(self.micros))
+    }
+
+    /// The HTTP status of the response, for http checks that got one.
+    pub fn http_status(&self) -> Option<u16> {
+        self.status.map(NonZeroU16::get)
+    }
+
+    /// `at` in microseconds since the Unix epoch (0 before it).
+    pub(super) fn micros_since_epoch(at: SystemTime) -> u64 {
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// `duration` in microseconds, saturating.
+    pub(super) fn saturating_micros(duration: Duration) -> u32 {
+        u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
+    }
 }
 
 /// The timed phases of one run, kept inline: ten runs per check for
@@ -220,7 +252,7 @@ impl Phases {
         let mut phases = Self::default();
         for (name, duration) in timed {
             if let Some(i) = Self::NAMES.iter().position(|n| *n == name) {
-                let micros = u32::try_from(duration.as_micros()).unwrap_or(u32::MAX);
+                let micros = LastRun::saturating_micros(duration);
                 phases.micros[i] = phases.micros[i].saturating_add(micros);
                 phases.present |= 1 << i;
             }
@@ -267,5 +299,32 @@ mod tests {
         );
         assert!(Phases::from_timed([]).is_empty());
         assert!(std::mem::size_of::<Phases>() <= 24);
+    }
+
+    #[test]
+    fn a_run_is_kept_in_56_bytes_to_the_microsecond() {
+        assert!(std::mem::size_of::<LastRun>() <= 56);
+        let at = SystemTime::UNIX_EPOCH + Duration::new(1_796_000_000, 123_456_789);
+        let run = LastRun {
+            finished: LastRun::micros_since_epoch(at),
+            micros: LastRun::saturating_micros(Duration::from_nanos(1_500_999)),
+            status: NonZeroU16::new(503),
+            failure: None,
+            warning: None,
+            message: Arc::from("status 503"),
+            phases: Phases::default(),
+        };
+        assert_eq!(
+            run.at(),
+            SystemTime::UNIX_EPOCH + Duration::new(1_796_000_000, 123_456_000)
+        );
+        assert_eq!(run.duration(), Duration::from_micros(1_500));
+        assert_eq!(run.http_status(), Some(503));
+        let hour = Duration::from_secs(3600);
+        assert_eq!(LastRun::saturating_micros(2 * hour), u32::MAX, "saturates");
+        assert_eq!(
+            LastRun::micros_since_epoch(SystemTime::UNIX_EPOCH - hour),
+            0
+        );
     }
 }

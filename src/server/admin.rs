@@ -290,15 +290,15 @@ fn check_json(c: &CheckView, runs: bool) -> Value {
 
 fn run_json(r: &LastRun) -> Value {
     let mut out = json!({
-        "time": rfc3339(r.at),
-        "durationMs": millis(r.duration),
+        "time": rfc3339(r.at()),
+        "durationMs": millis(r.duration()),
         "result": crate::probe::result_name(r.failure, r.warning),
         "message": &*r.message,
     });
     if let Some(category) = r.failure.or(r.warning) {
         out["category"] = json!(category.as_str());
     }
-    if let Some(status) = r.http_status {
+    if let Some(status) = r.http_status() {
         out["httpStatus"] = json!(status);
     }
     if !r.phases.is_empty() {

@@ -17,7 +17,7 @@ use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
 use crate::config::Group;
-use crate::health::{CheckView, Reloads, Snapshot, Status, Verdict, aggregate};
+use crate::health::{CheckView, LastRun, Reloads, Snapshot, Status, Verdict, aggregate};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const HEALTH_JSON: &str = "application/health+json";
@@ -187,11 +187,11 @@ fn component(check: &CheckView) -> Value {
         "groups": check.groups.iter().map(Group::as_str).collect::<Vec<_>>(),
         "consecutiveSuccesses": check.consecutive_successes,
         "consecutiveFailures": check.consecutive_failures,
-        "time": humantime::format_rfc3339_millis(check.last().map_or(check.since, |l| l.at)).to_string(),
+        "time": humantime::format_rfc3339_millis(check.last().map_or(check.since, LastRun::at)).to_string(),
     });
     if let Some(last) = check.last() {
         c["observedValue"] =
-            json!((last.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
+            json!((last.duration().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
         c["observedUnit"] = json!("ms");
         if let Some(category) = last.failure.or(last.warning) {
             c["category"] = json!(category.as_str());

@@ -46,7 +46,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use crate::health::{CheckView, Published, Status, Transition};
+use crate::health::{CheckView, LastRun, Published, Status, Transition};
 use crate::probe::Outcome;
 use crate::scheduler::Observer;
 use crate::telemetry::exposition::{self, SharedReader};
@@ -424,7 +424,7 @@ fn register_gauges(meter: &Meter, published: Published) {
         .with_description("The HTTP status of the last response, per http check.")
         .with_callback(move |o| {
             for c in &p.load().checks {
-                if let Some(code) = c.last().and_then(|l| l.http_status) {
+                if let Some(code) = c.last().and_then(LastRun::http_status) {
                     o.observe(u64::from(code), &[KeyValue::new("check", c.name.clone())]);
                 }
             }
