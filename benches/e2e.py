@@ -66,6 +66,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
+def stolen_seconds(cpu=0):
+    """Time the hypervisor gave CPU `cpu` to someone else (steal, /proc/stat):
+    on a shared VM, what can stall a run whatever the code does."""
+    with open("/proc/stat") as f:
+        for line in f:
+            fields = line.split()
+            if fields[0] == f"cpu{cpu}":
+                return int(fields[8]) / TICK
+    return 0.0
+
+
 def rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -245,7 +256,7 @@ def probe_cost_healthgate(n, interval="1s"):
     target, target_port = nginx(1, f"target-{n}")
     gate, _, admin, _ = healthgate(http_checks(n, target_port, interval=interval), 0, f"gate-{n}-{interval}")
     time.sleep(5)  # every check has made its first run (jitter < 1 interval, at most 2 s)
-    windows, rss, scrapes, before = [], 0.0, [], None
+    windows, rss, scrapes, before, stolen = [], 0.0, [], None, -stolen_seconds()
     for _ in range(ROUNDS):
         c0, r0, t0 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
         _, body = get(admin, "/metrics", timeout=30)
@@ -256,6 +267,7 @@ def probe_cost_healthgate(n, interval="1s"):
         c1, r1, t1 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
         probes = r1 - r0 - 1  # the stub_status request itself
         windows.append((probes, c1 - c0, t1 - t0))
+    stolen += stolen_seconds()
     rss = max(rss, rss_mb(gate.pid))
     p99, starts = lateness_p99(before, lateness_buckets(get(admin, "/metrics", timeout=30)[1]))
     stop(gate)
@@ -263,7 +275,7 @@ def probe_cost_healthgate(n, interval="1s"):
     probes, cpu, seconds = (sum(w[i] for w in windows) for i in range(3))
     result = {"probes_per_s": probes / seconds, "cpu_per_1000": cpu / probes * 1000, "cpu_share": cpu / seconds}
     result.update(rss=rss, lateness_p99_ms=p99, starts=starts, scrape_ms=statistics.median(scrapes) * 1e3,
-                  interval=interval)
+                  interval=interval, stolen_share=stolen / seconds)
     log(f"   healthgate {n:6} checks every {interval}: {result}")
     return result
 
@@ -452,19 +464,21 @@ def report(verdict, costs, below, bb, idle, react):
               f"CPU per request {g['cpu_us_per_req'] / n['cpu_us_per_req']:.2f}x nginx's.")
     print("\n### 2. Probe cost (HTTP probes of a local nginx, fresh connection each)\n")
     print("| prober | checks | probes/s | CPU-s per 1000 probes | CPU share of one core | peak RSS MB | "
-          "start lateness p99 ms | `/metrics` scrape ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "start lateness p99 ms | `/metrics` scrape ms | CPU 0 stolen |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, r in list(costs.items()) + ([(max(costs), below)] if below else []):
         print(f"| healthgate (interval {r['interval']}) | {n} | {r['probes_per_s']:.0f} | {r['cpu_per_1000']:.3f} | "
-              f"{r['cpu_share'] * 100:.0f} % | {r['rss']:.1f} | {ms(r['lateness_p99_ms'])} | {r['scrape_ms']:.0f} |")
+              f"{r['cpu_share'] * 100:.0f} % | {r['rss']:.1f} | {ms(r['lateness_p99_ms'])} | {r['scrape_ms']:.0f} | "
+              f"{r['stolen_share'] * 100:.1f} % |")
     for rate, r in bb["paced"].items():
         print(f"| blackbox_exporter (paced at {rate}/s) | - | {r['probes_per_s']:.0f} | {r['cpu_per_1000']:.3f} | "
-              f"{r['cpu_share'] * 100:.0f} % | {r['rss']:.1f} | - | - |")
+              f"{r['cpu_share'] * 100:.0f} % | {r['rss']:.1f} | - | - | - |")
     print(f"| blackbox_exporter (wrk, 8 connections) | - | {bb['probes_per_s']:.0f} | {bb['cpu_per_1000']:.3f} | "
-          f"100 % | {bb['rss']:.1f} | - | - |")
+          f"100 % | {bb['rss']:.1f} | - | - | - |")
     print(f"\nhealthgate: {ROUNDS} windows of {SECONDS} s, each opened by a `/metrics` scrape; probes and CPU "
           f"summed over the windows (CPU comes in 10 ms ticks); RSS the highest seen after a scrape; "
-          f"lateness over the windows' starts.")
+          f"lateness over the windows' starts; CPU 0 stolen: the share of the windows the hypervisor "
+          f"ran something else on healthgate's core (steal in /proc/stat).")
     for n, r in costs.items():
         same = bb["paced"].get(n)
         print(f"\n{n} checks: healthgate uses **{r['cpu_per_1000'] / (same or bb)['cpu_per_1000'] * 100:.0f} %** of "
