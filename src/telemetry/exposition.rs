@@ -185,12 +185,12 @@ fn write_histogram<T: Number>(
     name: &str,
     help: &str,
     histogram: &Histogram<T>,
-    chunks: &mut Out<'_>,
+    out: &mut Out<'_>,
 ) -> bool {
-    header(name, help, "histogram", &mut chunks.text);
+    header(name, help, "histogram", &mut out.text);
     let mut le = String::new();
     for point in histogram.data_points() {
-        let out = &mut chunks.text;
+        let text = &mut out.text;
         let mut cumulative = 0;
         for (bound, count) in point.bounds().zip(point.bucket_counts()) {
             cumulative += count;
@@ -202,7 +202,7 @@ fn write_histogram<T: Number>(
                 point.attributes(),
                 Some(&le),
                 cumulative,
-                out,
+                text,
             );
         }
         let count = point.count();
@@ -212,11 +212,11 @@ fn write_histogram<T: Number>(
             point.attributes(),
             Some("+Inf"),
             count,
-            out,
+            text,
         );
-        sample(name, "_sum", point.attributes(), None, point.sum(), out);
-        sample(name, "_count", point.attributes(), None, count, out);
-        if !chunks.point_done() {
+        sample(name, "_sum", point.attributes(), None, point.sum(), text);
+        sample(name, "_count", point.attributes(), None, count, text);
+        if !out.point_done() {
             return false;
         }
     }
