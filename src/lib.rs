@@ -70,6 +70,8 @@ pub async fn run(
     let count = config.checks.len();
     let mut engine = Engine::start(std::mem::take(&mut config.checks), observers);
     metrics.watch(engine.published());
+    let shed = Arc::new(telemetry::shed::Shed::default());
+    metrics.watch_shed(shed.clone());
     let metrics = Arc::new(metrics);
     let drains = engine.drains();
     let ctx = server::Context {
@@ -92,6 +94,7 @@ pub async fn run(
         settings: Arc::default(),
         closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         inboxes: engine.inboxes(),
+        shed,
     };
     let mut listeners = server::Listeners::start(&config.server, ctx.clone()).await?;
     tracing::info!(checks = count, "started");

@@ -472,6 +472,7 @@ fn the_systemd_units_verify() {
         "DynamicUser=yes",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
+        "LimitNOFILE=65536",
     ] {
         assert!(unit.contains(hardening), "{hardening}");
     }

@@ -220,7 +220,7 @@ async fn labels_are_bounded_and_never_carry_secrets_or_addresses() {
     );
     let allowed = [
         "check", "type", "result", "category", "status", "from", "to", "group", "version",
-        "signal", "le",
+        "signal", "le", "listener", "reason",
     ];
     let categories: Vec<&str> = healthgate::probe::Category::ALL
         .iter()
@@ -230,6 +230,18 @@ async fn labels_are_bounded_and_never_carry_secrets_or_addresses() {
         assert!(name.starts_with("healthgate_"), "{name}");
         for (key, value) in labels {
             assert!(allowed.contains(&key.as_str()), "{name} has label {key}");
+            if key == "listener" {
+                assert!(
+                    ["lb", "admin", "grpc"].contains(&value.as_str()),
+                    "{name}: {value}"
+                );
+            }
+            if key == "reason" {
+                assert!(
+                    ["cap", "header_timeout"].contains(&value.as_str()),
+                    "{name}: {value}"
+                );
+            }
             if key == "category" {
                 assert!(
                     categories.contains(&value.as_str()),
@@ -351,7 +363,7 @@ async fn https_checks_export_their_certificate_expiry() {
     let gw = start_gateway(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\n\
          [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{port}/ok\"\ntls.ca_file = \"{ca}\"\n\
-         [[checks]]\nname = \"cert\"\ntype = \"tls\"\naddress = \"localhost:{port}\"\ntls.ca_file = \"{ca}\"\nexpect.cert_min_validity = \"36500d\"\n",
+         [[checks]]\nname = \"cert\"\ntype = \"tls\"\naddress = \"localhost:{port}\"\ntls.ca_file = \"{ca}\"\nexpect.cert_min_validity = \"3650d\"\n",
         port = server.addr.port(),
         ca = ca.display()
     ))

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use super::tls::TlsFiles;
-use super::{BindError, Context, Listening, Settings, admin, agent, bind, grpc, serve_http};
+use super::{BindError, Context, Listening, Settings, admin, agent, bind, conns, grpc, serve_http};
 use crate::config::{ListenerTlsError, Server};
 
 /// Why a set of listeners could not start (or be reconfigured).
@@ -46,6 +46,16 @@ enum Kind {
 }
 
 impl Kind {
+    /// The `listener` label of its connection metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Lb => "lb",
+            Kind::Admin => "admin",
+            Kind::Grpc => "grpc",
+            Kind::Agent => "agent",
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Kind::Lb => "server.listen",
@@ -171,6 +181,7 @@ fn settings(server: &Server, previous: Option<&Settings>) -> Result<Settings, Li
 
 fn spawn(kind: Kind, listener: TcpListener, ctx: &Context) -> Listening {
     let ctx = ctx.clone();
+    let conns = conns::Table::new(kind.label(), conns::cap(), ctx.shed.clone());
     let listening = match kind {
         Kind::Lb => Listening::spawn(listener, |listener, stopped| {
             let settings = ctx.settings.clone();
@@ -179,7 +190,7 @@ fn spawn(kind: Kind, listener: TcpListener, ctx: &Context) -> Listening {
                 let response = super::verdicts(&ctx, request.method(), request.uri());
                 std::future::ready(Ok::<_, Infallible>(response))
             });
-            serve_http(listener, tls, service, stopped)
+            serve_http(listener, tls, service, conns, stopped)
         }),
         Kind::Admin => Listening::spawn(listener, |listener, stopped| {
             let settings = ctx.settings.clone();
@@ -188,12 +199,12 @@ fn spawn(kind: Kind, listener: TcpListener, ctx: &Context) -> Listening {
                 let ctx = ctx.clone();
                 async move { Ok::<_, Infallible>(admin::handle(ctx, request).await) }
             });
-            serve_http(listener, tls, service, stopped)
+            serve_http(listener, tls, service, conns, stopped)
         }),
         Kind::Grpc => Listening::spawn(listener, |listener, stopped| {
             let settings = ctx.settings.clone();
             let tls = move || settings.load().tls.as_ref().map(|t| t.acceptor());
-            serve_http(listener, tls, grpc::service(ctx), stopped)
+            serve_http(listener, tls, grpc::service(ctx), conns, stopped)
         }),
         Kind::Agent => Listening::spawn(listener, |listener, stopped| {
             agent::serve(listener, ctx, stopped)

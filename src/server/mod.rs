@@ -7,12 +7,15 @@
 //! | `grpc_listen`   | `grpc.health.v1.Health` Check, Watch, List ([`grpc`])         |
 //! | `agent_listen`  | HAProxy agent-check, one line per connection ([`agent`])      |
 //!
-//! HTTP listeners share one accept loop: a bounded number of connections, a
-//! header (and TLS handshake) timeout, optional TLS whose files are re-read
-//! when they change, and a bounded graceful shutdown.
+//! HTTP listeners share one accept loop: a bounded number of connections
+//! where the oldest idle one makes room for a new one ([`conns`]), a header
+//! timeout counted from the accept (TLS handshake and HTTP/2 preface
+//! included), optional TLS whose files are re-read when they change, and a
+//! bounded graceful shutdown.
 
 pub mod admin;
 pub mod agent;
+pub mod conns;
 pub mod grpc;
 mod listeners;
 pub mod metrics;
@@ -30,7 +33,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 pub use listeners::{ListenerError, Listeners};
 pub use metrics::RenderMetrics;
@@ -38,9 +41,9 @@ pub use metrics::RenderMetrics;
 use crate::config::Secret;
 use crate::health::{Drain, Published, Snapshot};
 
-/// Most connections served at once per listener; more are closed on accept.
-const MAX_CONNECTIONS: usize = 1024;
-/// A client must finish the TLS handshake, then send its request headers, within this time.
+/// A client must finish the TLS handshake, then send its request head, within
+/// this time of its accept; later requests on the connection within this time
+/// of their first byte.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a listener could not start.
@@ -83,6 +86,8 @@ pub struct Context {
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Push checks' inboxes (`POST /api/checks/{name}/report`).
     pub inboxes: crate::scheduler::Inboxes,
+    /// Connections the listeners closed to keep answering.
+    pub shed: Arc<conns::Shed>,
 }
 
 /// The listener settings a reload applies without rebinding.
@@ -182,6 +187,7 @@ async fn serve_http<S, B>(
     listener: TcpListener,
     tls: impl Fn() -> Option<tokio_rustls::TlsAcceptor>,
     service: S,
+    conns: Arc<conns::Table>,
     stopped: Stopped,
 ) where
     S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
@@ -204,34 +210,35 @@ async fn serve_http<S, B>(
     // Flipped to true at stop; the sender's `closed()` resolves once every
     // connection task has dropped its receiver.
     let (closing, open) = tokio::sync::watch::channel(false);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stopped);
     let grace = loop {
         let stream = tokio::select! {
             grace = &mut stopped => break grace.unwrap_or_default(),
             stream = next_connection(&listener) => stream,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let (builder, service, mut open) = (builder.clone(), service.clone(), open.clone());
+        let accepted = tokio::time::Instant::now();
+        let entry = conns.admit();
+        let service = conns::Tracked::new(service.clone(), entry.conn());
+        let (builder, mut open) = (builder.clone(), open.clone());
         let acceptor = tls();
         tokio::spawn(async move {
-            let Some(acceptor) = acceptor else {
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                finish(conn, &mut open).await;
-                drop(slot);
-                return;
-            };
-            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
+            let serve = async {
+                let Some(acceptor) = acceptor else {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    finish(conn, &mut open).await;
+                    return finish(conn, &mut open).await;
+                };
+                match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        finish(conn, &mut open).await;
+                    }
+                    Err(error) => tracing::debug!(%error, "TLS handshake failed"),
                 }
-                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
+            };
+            tokio::select! {
+                () = serve => {}
+                () = entry.closed(accepted, HEADER_READ_TIMEOUT) => {}
             }
-            drop(slot);
         });
     };
     drop(listener);

@@ -26,6 +26,7 @@
 //! | `healthgate.process.cpu.time` (s) | `healthgate_process_cpu_time_seconds_total` | |
 //! | `healthgate.process.memory.rss` (By) | `healthgate_process_memory_rss_bytes` | |
 //! | `healthgate.telemetry.dropped` | `healthgate_telemetry_dropped_total` | signal |
+//! | `healthgate.connections.shed` | `healthgate_connections_shed_total` | listener, reason |
 //!
 //! Labels are bounded by the config: never a URL, a message or an address.
 
@@ -136,6 +137,28 @@ impl Metrics {
     /// Registers the gauges, read from `published` whenever metrics are collected.
     pub fn watch(&self, published: Published) {
         register_gauges(&self.provider.meter("healthgate"), published);
+    }
+
+    /// Registers `healthgate_connections_shed_total`, read from `shed`.
+    pub fn watch_shed(&self, shed: Arc<crate::telemetry::shed::Shed>) {
+        self.provider
+            .meter("healthgate")
+            .u64_observable_counter("healthgate.connections.shed")
+            .with_description(
+                "Connections a listener closed to keep answering, by listener and reason: \
+                 cap (the oldest idle one, to admit a new one at the connection cap) or \
+                 header_timeout (no request head within the header timeout of the accept).",
+            )
+            .with_callback(move |o| {
+                for (listener, reason, count) in shed.each() {
+                    let labels = [
+                        KeyValue::new("listener", listener),
+                        KeyValue::new("reason", reason.as_str()),
+                    ];
+                    o.observe(count, &labels);
+                }
+            })
+            .build();
     }
 
     /// What the collector reports results to.

@@ -6,6 +6,7 @@ pub mod log;
 pub mod metrics;
 pub mod otlp;
 pub mod resource;
+pub mod shed;
 pub mod traces;
 
 use std::sync::Arc;
