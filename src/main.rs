@@ -80,6 +80,8 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let files = healthgate::server::conns::raise_fd_limit();
+    tracing::debug!(open_files = ?files, "open file limit");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,11 +207,7 @@ fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
 
 /// The config and the text it came from (the reloader compares later content with it).
 fn load_text(arg: &ConfigArg) -> Result<(String, Config), ExitCode> {
-    let result = std::fs::read_to_string(&arg.config)
-        .map_err(|source| ConfigError::Read {
-            path: arg.config.clone(),
-            source,
-        })
+    let result = config::read(&arg.config)
         .and_then(|text| config::load_str(&arg.config, &text).map(|config| (text, config)));
     result.map_err(|e| {
         report(&e);

@@ -161,11 +161,14 @@ fn schedules_longer_than_a_year_are_typos() {
     );
     assert_rejected(
         "[defaults]\ninitial_delay = \"600000000d\"\n",
-        &["key `defaults.initial_delay`", "must be at most 365d"],
+        &[
+            "key `defaults.initial_delay`",
+            "longer than any duration healthgate accepts (at most 3650d)",
+        ],
     );
     assert_rejected(
         &format!("{HTTP}failing_interval = \"1000y\"\n"),
-        &["key `failing_interval`", "must be at most 365d"],
+        &["key `failing_interval`", "(at most 3650d)"],
     );
     assert_rejected(
         "[[checks]]\nname = \"batch\"\ntype = \"push\"\nttl = \"2y\"\n",
@@ -510,7 +513,7 @@ fn listener_settings_are_checked() {
     let (code, stderr) = validate(
         "healthgate.toml",
         &format!(
-            "[server]\nadmin_listen = \"0.0.0.0:8091\"\n[server.admin]\ntoken_file = \"{}\"\n",
+            "[server]\nadmin_listen = \"0.0.0.0:8091\"\n[server.admin]\ntoken_file = \"{}\"\n{HTTP}",
             token.display()
         ),
         &[],
@@ -586,5 +589,116 @@ fn listener_settings_are_checked() {
             "key `server.drain.max_time`",
             "expected one of `min`, `max`",
         ],
+    );
+}
+
+/// A file cut short or emptied must not become a config of no checks (whose
+/// verdicts are all 200): it is an error unless the config says it is meant.
+#[test]
+fn a_config_without_checks_is_an_error_unless_allowed() {
+    for text in [
+        "",
+        "\n# nothing but a comment\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n",
+        "checks = []\n",
+    ] {
+        let (code, stderr) = validate(HTTP_FILE, text, &[]);
+        assert_eq!(code, 2, "{text:?}: {stderr}");
+        assert!(stderr.contains("key `checks`: no checks"), "{stderr}");
+        assert!(stderr.contains("server.allow_no_checks"), "{stderr}");
+    }
+    let (code, stderr) = validate("healthgate.yaml", "server:\n  listen: 127.0.0.1:0\n", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, stderr) = validate(HTTP_FILE, "[server]\nallow_no_checks = true\n", &[]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// A Kubernetes Service named `healthgate` injects service-link variables
+/// into every pod of its namespace: none of them is a config key.
+#[test]
+fn service_link_variables_are_not_config_keys() {
+    let links = [
+        ("HEALTHGATE_SERVICE_HOST", "10.0.0.7"),
+        ("HEALTHGATE_SERVICE_PORT", "8090"),
+        ("HEALTHGATE_SERVICE_PORT_HTTP", "8090"),
+        ("HEALTHGATE_PORT", "tcp://10.0.0.7:8090"),
+        ("HEALTHGATE_PORT_8090_TCP", "tcp://10.0.0.7:8090"),
+        ("HEALTHGATE_PORT_8090_TCP_PROTO", "tcp"),
+        ("HEALTHGATE_PORT_8090_TCP_PORT", "8090"),
+        ("HEALTHGATE_PORT_8090_TCP_ADDR", "10.0.0.7"),
+    ];
+    let (code, stderr) = validate(HTTP_FILE, HTTP, &links);
+    assert_eq!(code, 0, "{stderr}");
+    // Overrides of a section still apply beside them, and a typo in one is still named.
+    let mut env = links.to_vec();
+    env.push(("HEALTHGATE_SERVER__LISTN", "0.0.0.0:1"));
+    let (code, stderr) = validate(HTTP_FILE, HTTP, &env);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("did you mean `listen`?"), "{stderr}");
+}
+
+/// The file is read up to a bound, whatever it is: a device that never
+/// ends, a file too large, a directory, a FIFO nobody writes.
+#[test]
+fn config_files_are_read_within_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |path: &Path| {
+        let began = tokio::time::Instant::now();
+        let out = healthgate(&["validate", "--config", path.to_str().unwrap()], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", path.display());
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(10),
+            "{}",
+            path.display()
+        );
+        stderr
+    };
+    let zero = dir.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    assert!(run(&zero).contains("not a regular file"));
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert!(run(&fifo).contains("not a regular file"));
+    let dir_config = dir.path().join("dir.toml");
+    std::fs::create_dir(&dir_config).unwrap();
+    assert!(run(&dir_config).contains("cannot read"));
+    // 50 MB of small keys: refused at the bound, not parsed.
+    let big = dir.path().join("big.toml");
+    let mut text = String::with_capacity(50 << 20);
+    let mut i = 0u64;
+    while text.len() < 50 << 20 {
+        text.push_str(&format!("k{i} = {i}\n"));
+        i += 1;
+    }
+    std::fs::write(&big, &text).unwrap();
+    assert!(run(&big).contains("larger than 4 MiB"));
+}
+
+/// Nesting is refused before a parser recurses into it.
+#[test]
+fn deeply_nested_configs_are_refused() {
+    let flow = format!("checks: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let (code, stderr) = validate("healthgate.yaml", &flow, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("nested more than 32 levels deep"),
+        "{stderr}"
+    );
+    let block: String = (0..200)
+        .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+        .collect();
+    let (code, stderr) = validate("healthgate.yaml", &block, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("nested more than 32 levels deep"),
+        "{stderr}"
+    );
+    let toml = format!("a = {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let (code, stderr) = validate(HTTP_FILE, &toml, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("nested more than 32 levels deep"),
+        "{stderr}"
     );
 }

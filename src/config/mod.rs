@@ -4,6 +4,7 @@
 //! validate`, `check`, `run` and (later) reload all go through it.
 
 mod diff;
+pub mod duration;
 mod listener_tls;
 mod load;
 pub mod model;
@@ -12,7 +13,7 @@ mod validate;
 
 pub use diff::{Change, Diff};
 pub use listener_tls::{ListenerTlsError, server_config};
-pub use load::{Format, load, load_str};
+pub use load::{ENV_SECTIONS, Format, MAX_CONFIG_BYTES, MAX_DEPTH, load, load_str, read};
 pub use model::{Group, Groups};
 pub use resolved::*;
 pub use validate::validate;

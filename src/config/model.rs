@@ -2,7 +2,8 @@
 //!
 //! These types are only the *shape*. `validate` turns them into the resolved
 //! [`Config`](super::Config) the engine runs, with defaults applied and every
-//! value checked.
+//! value checked. Every duration is humantime (`"250ms"`, `"1h 30m"`) and at
+//! most `"3650d"`, and most keys have a tighter bound, given with the key.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,9 +39,16 @@ pub struct ServerSection {
     #[serde(default)]
     pub agent_listen: Option<SocketAddr>,
     /// How long in-flight requests may take to finish once the listeners
-    /// close (after the drain). Default `"5s"`.
-    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    /// close (after the drain). At most `"10m"`. Default `"5s"`.
+    #[serde(default = "default_shutdown_timeout", with = "super::duration")]
     pub shutdown_timeout: Duration,
+    /// Accept a config with no checks (the verdicts are then always 200).
+    /// Off by default: a file cut short (a full disk, a truncated copy) that
+    /// still parses must not remove every check and turn `/readyz` green, so
+    /// such a file is an error, and a reload to it is rejected while the
+    /// previous checks keep running. Default `false`.
+    #[serde(default)]
+    pub allow_no_checks: bool,
     /// `[server.drain]`: what happens between SIGTERM and closing the listeners.
     #[serde(default)]
     pub drain: DrainSection,
@@ -63,6 +71,7 @@ impl Default for ServerSection {
             grpc_listen: None,
             agent_listen: None,
             shutdown_timeout: default_shutdown_timeout(),
+            allow_no_checks: false,
             drain: DrainSection::default(),
             tls: None,
             admin: AdminSection::default(),
@@ -95,16 +104,18 @@ fn default_shutdown_timeout() -> Duration {
 pub struct DrainSection {
     /// Least time the listeners keep serving after the signal, so that load
     /// balancers that probe on an interval, and proxies whose endpoint lists
-    /// lag, stop sending. `"0s"` skips the wait. Default `"5s"`.
-    #[serde(default = "default_drain_min", with = "humantime_serde")]
+    /// lag, stop sending. `"0s"` skips the wait. At most `"1h"`, and not
+    /// more than `max`. Default `"5s"`.
+    #[serde(default = "default_drain_min", with = "super::duration")]
     pub min: Duration,
-    /// Longest the drain lasts, whether or not anything asked. Default `"20s"`.
-    #[serde(default = "default_drain_max", with = "humantime_serde")]
+    /// Longest the drain lasts, whether or not anything asked. At most
+    /// `"1h"`, so a SIGTERM always ends. Default `"20s"`.
+    #[serde(default = "default_drain_max", with = "super::duration")]
     pub max: Duration,
     /// Failing readiness answers (`/readyz` 503, gRPC `NOT_SERVING` for
     /// readiness, agent-check `drain`) to serve after the drain began before
     /// closing: proof that the load balancer has seen it. `0` waits for `min`
-    /// only. Default `1`.
+    /// only. At most `10000`. Default `1`.
     #[serde(default = "default_observed_probes")]
     pub observed_probes: u32,
 }
@@ -199,12 +210,12 @@ pub struct ReloadSection {
     pub watch: bool,
     /// Also re-read the file this often and reload when its content changed: a
     /// safety net, and the only way on filesystems where watching does not
-    /// work. `"0s"` disables it. Default `"30s"`.
-    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    /// work. `"0s"` disables it. At most `"1d"`. Default `"30s"`.
+    #[serde(default = "default_poll_interval", with = "super::duration")]
     pub poll_interval: Duration,
     /// Quiet time after the last file event before reloading, so a burst of
-    /// writes applies once. Default `"250ms"`.
-    #[serde(default = "default_debounce", with = "humantime_serde")]
+    /// writes applies once. At most `"10s"`. Default `"250ms"`.
+    #[serde(default = "default_debounce", with = "super::duration")]
     pub debounce: Duration,
 }
 
@@ -292,11 +303,12 @@ pub struct OtlpSection {
     /// secrets: never logged or shown.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Bound on one export. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10s.
-    #[serde(default, with = "humantime_serde")]
+    /// Bound on one export, at most `"1h"`. Default:
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10s.
+    #[serde(default, with = "super::duration")]
     pub timeout: Option<Duration>,
-    /// Time between metric exports. Default `"15s"`.
-    #[serde(default = "default_export_interval", with = "humantime_serde")]
+    /// Time between metric exports, more than 0s and at most `"1h"`. Default `"15s"`.
+    #[serde(default = "default_export_interval", with = "super::duration")]
     pub interval: Duration,
     /// `cumulative` (Prometheus, Mimir) or `delta`. Default:
     /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, else `cumulative`.
@@ -382,34 +394,37 @@ pub struct OtlpTlsSection {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsSection {
-    /// Time between the starts of two runs of a check.
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    /// Time between the starts of two runs of a check, more than 0s and at
+    /// most `"365d"`. Default `"10s"`.
+    #[serde(default = "default_interval", with = "super::duration")]
     pub interval: Duration,
-    /// Longest a single run may take before it fails as `timeout`.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    /// Longest a single run may take before it fails as `timeout`, more than
+    /// 0s and at most `"365d"`. Default `"1s"`.
+    #[serde(default = "default_timeout", with = "super::duration")]
     pub timeout: Duration,
-    /// Wait before the first run; a random jitter within one interval is added.
-    #[serde(default, with = "humantime_serde")]
+    /// Wait before the first run; a random jitter within one interval is
+    /// added. At most `"365d"`.
+    #[serde(default, with = "super::duration")]
     pub initial_delay: Duration,
     /// Failures inside this period after the check starts do not count; the
-    /// check stays `starting`. One success ends the period early.
-    #[serde(default, with = "humantime_serde")]
+    /// check stays `starting`. One success ends the period early. At most `"365d"`.
+    #[serde(default, with = "super::duration")]
     pub start_period: Duration,
-    /// Consecutive successes needed to reach `pass`.
+    /// Consecutive successes needed to reach `pass`, 1 to 10000. Default 1.
     #[serde(default = "one")]
     pub success_threshold: u32,
-    /// Consecutive failures needed to reach `fail`.
+    /// Consecutive failures needed to reach `fail`, 1 to 10000. Default 3.
     #[serde(default = "three")]
     pub failure_threshold: u32,
     /// Time between runs until the check has its first verdict, so a new
     /// instance becomes ready quickly (as Docker's `start_interval`). Off
     /// unless set: `interval` applies.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub start_interval: Option<Duration>,
     /// Time between runs while the latest run failed or the verdict is not
     /// yet healthy again, so a failure is confirmed and a recovery seen
     /// sooner (as Envoy's `unhealthy_interval`). Off unless set: `interval` applies.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub failing_interval: Option<Duration>,
     /// Fail when at least `failures` of the last `of` runs failed, instead of
     /// `failure_threshold` consecutive ones: a flapping target cannot hold a
@@ -496,16 +511,16 @@ pub struct CheckCommon {
     #[serde(default = "yes")]
     pub critical: bool,
     /// Overrides `defaults.interval`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub interval: Option<Duration>,
     /// Overrides `defaults.timeout`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub timeout: Option<Duration>,
     /// Overrides `defaults.initial_delay`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub initial_delay: Option<Duration>,
     /// Overrides `defaults.start_period`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub start_period: Option<Duration>,
     /// Overrides `defaults.success_threshold`.
     #[serde(default)]
@@ -514,10 +529,10 @@ pub struct CheckCommon {
     #[serde(default)]
     pub failure_threshold: Option<u32>,
     /// Overrides `defaults.start_interval`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub start_interval: Option<Duration>,
     /// Overrides `defaults.failing_interval`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub failing_interval: Option<Duration>,
     /// Overrides `defaults.failure_window`.
     #[serde(default)]
@@ -546,7 +561,7 @@ pub struct CheckCommon {
 #[serde(deny_unknown_fields)]
 pub struct LatencySection {
     /// A run that passes but takes longer than this counts as `slow`. Off unless set.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "super::duration")]
     pub max_duration: Option<Duration>,
     /// What a slow run is: `fail` (a failure, the default) or `warn` (a
     /// success with a warning: the check reports `warn` and fails no verdict).
@@ -954,7 +969,7 @@ pub struct TlsProbeSection {
 #[serde(deny_unknown_fields)]
 pub struct TlsExpectSection {
     /// Warn when a certificate of the chain expires within this. Default `"14d"`.
-    #[serde(default = "default_cert_min_validity", with = "humantime_serde")]
+    #[serde(default = "default_cert_min_validity", with = "super::duration")]
     pub cert_min_validity: Duration,
 }
 
@@ -1037,7 +1052,7 @@ pub struct MemorySection {
 #[serde(deny_unknown_fields)]
 pub struct PushSection {
     /// Longest time between two reports.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::duration")]
     pub ttl: Duration,
 }
 

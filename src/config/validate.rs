@@ -35,6 +35,20 @@ const MAX_WINDOW: u32 = 64;
 /// (and the scheduler's clock arithmetic stays far from overflowing).
 const MAX_SCHEDULE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 const TOO_LONG: &str = "must be at most 365d";
+/// Most consecutive runs a threshold may ask for.
+const MAX_THRESHOLD: u32 = 10_000;
+const THRESHOLD_TOO_HIGH: &str = "must be at most 10000";
+/// Longest a drain may last (`server.drain.min`, `.max`): past it, a
+/// SIGTERM would look to a supervisor like a process that never exits.
+const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Longest in-flight requests are waited for at shutdown.
+const MAX_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(600);
+/// Most failing readiness answers a drain may wait for.
+const MAX_OBSERVED_PROBES: u32 = 10_000;
+/// Longest time between two polls of the config file.
+const MAX_POLL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Longest OTLP export interval and timeout.
+const MAX_EXPORT: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Bound on re-parses of one table while collecting its problems.
 const MAX_PARSE_RETRIES: usize = 32;
 
@@ -43,7 +57,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     let mut v = Validator::default();
     let Value::Object(root) = raw else {
         v.push(None, "(root)", "expected a table of settings".into());
-        return Err(v.problems);
+        return Err(v.into_problems());
     };
     v.unknown_keys(None, "", &root, TOP_KEYS);
     let server: Option<ServerSection> = v.section(&root, "server");
@@ -76,10 +90,31 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     if let Some(Value::Array(items)) = root.get("checks") {
         v.duplicates(items);
     }
-    if let Some(r) = &reload
-        && r.debounce > std::time::Duration::from_secs(10)
-    {
-        v.push(None, "reload.debounce", "must be at most 10s".into());
+    let no_checks = match root.get("checks") {
+        None => true,
+        Some(Value::Array(items)) => items.is_empty(),
+        Some(_) => false,
+    };
+    if no_checks && !server.as_ref().is_some_and(|s| s.allow_no_checks) {
+        v.push(
+            None,
+            "checks",
+            "no checks: every verdict would be 200. A file cut short or emptied by a \
+             failed write looks like this; set server.allow_no_checks = true if it is meant"
+                .into(),
+        );
+    }
+    if let Some(r) = &reload {
+        if r.debounce > std::time::Duration::from_secs(10) {
+            v.push(None, "reload.debounce", "must be at most 10s".into());
+        }
+        if r.poll_interval > MAX_POLL {
+            v.push(
+                None,
+                "reload.poll_interval",
+                "must be at most 1d (0s turns polling off)".into(),
+            );
+        }
     }
     if let Some(t) = &telemetry {
         v.otlp(&t.otlp);
@@ -112,17 +147,38 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
                 checks,
             })
         }
-        _ => Err(v.problems),
+        _ => Err(v.into_problems()),
     }
 }
 
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
+    /// Problems past [`MAX_LISTED`], counted only.
+    unlisted: usize,
 }
 
+/// Most problems listed: a file of a million wrong keys gets a bounded answer.
+const MAX_LISTED: usize = 100;
+
 impl Validator {
+    /// Every problem listed, and a last one counting those that were not.
+    fn into_problems(mut self) -> Vec<Problem> {
+        if self.unlisted > 0 {
+            self.problems.push(Problem {
+                check: None,
+                key: "(more)".into(),
+                message: format!("{} more problem(s) not listed", self.unlisted),
+            });
+        }
+        self.problems
+    }
+
     fn push(&mut self, check: Option<&str>, key: &str, message: String) {
+        if self.problems.len() >= MAX_LISTED {
+            self.unlisted += 1;
+            return;
+        }
         self.problems.push(Problem {
             check: check.map(str::to_owned),
             key: key.to_owned(),
@@ -193,6 +249,17 @@ impl Validator {
             (d.interval > MAX_SCHEDULE, "interval", TOO_LONG),
             (d.timeout > MAX_SCHEDULE, "timeout", TOO_LONG),
             (d.initial_delay > MAX_SCHEDULE, "initial_delay", TOO_LONG),
+            (d.start_period > MAX_SCHEDULE, "start_period", TOO_LONG),
+            (
+                d.success_threshold > MAX_THRESHOLD,
+                "success_threshold",
+                THRESHOLD_TOO_HIGH,
+            ),
+            (
+                d.failure_threshold > MAX_THRESHOLD,
+                "failure_threshold",
+                THRESHOLD_TOO_HIGH,
+            ),
             (
                 d.success_threshold == 0,
                 "success_threshold",
@@ -287,6 +354,10 @@ impl Validator {
                 self.push(check, "expect.max_duration", "must be more than 0s".into());
                 None
             }
+            Some(limit) if limit > MAX_SCHEDULE => {
+                self.push(check, "expect.max_duration", TOO_LONG.into());
+                None
+            }
             Some(limit) => Some(Some(MaxDuration {
                 limit,
                 slow: section.slow,
@@ -312,6 +383,17 @@ impl Validator {
             (long(c.interval), "interval", TOO_LONG),
             (long(c.timeout), "timeout", TOO_LONG),
             (long(c.initial_delay), "initial_delay", TOO_LONG),
+            (long(c.start_period), "start_period", TOO_LONG),
+            (
+                c.success_threshold.is_some_and(|n| n > MAX_THRESHOLD),
+                "success_threshold",
+                THRESHOLD_TOO_HIGH,
+            ),
+            (
+                c.failure_threshold.is_some_and(|n| n > MAX_THRESHOLD),
+                "failure_threshold",
+                THRESHOLD_TOO_HIGH,
+            ),
             (
                 c.success_threshold == Some(0),
                 "success_threshold",
@@ -533,6 +615,29 @@ impl Validator {
                 self.push(None, key, format!("{addr} is already used by `{other}`"));
             }
         }
+        let bounds = [
+            (
+                s.drain.min > MAX_DRAIN,
+                "server.drain.min",
+                "must be at most 1h",
+            ),
+            (
+                s.drain.max > MAX_DRAIN,
+                "server.drain.max",
+                "must be at most 1h",
+            ),
+            (
+                s.drain.observed_probes > MAX_OBSERVED_PROBES,
+                "server.drain.observed_probes",
+                "must be at most 10000",
+            ),
+            (
+                s.shutdown_timeout > MAX_SHUTDOWN,
+                "server.shutdown_timeout",
+                "must be at most 10m",
+            ),
+        ];
+        self.rules(None, "", &bounds);
         if s.drain.min > s.drain.max {
             self.push(
                 None,
@@ -621,6 +726,12 @@ impl Validator {
                 "telemetry.otlp.interval",
                 "must be more than 0s".into(),
             );
+        }
+        if o.interval > MAX_EXPORT {
+            self.push(None, "telemetry.otlp.interval", "must be at most 1h".into());
+        }
+        if o.timeout.is_some_and(|t| t > MAX_EXPORT) {
+            self.push(None, "telemetry.otlp.timeout", "must be at most 1h".into());
         }
         if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
             self.push(
