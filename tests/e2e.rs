@@ -302,13 +302,14 @@ async fn startup_holds_readiness_until_its_checks_pass_once() {
 #[tokio::test]
 async fn get_asks_the_running_gateway_for_a_verdict() {
     let target = TestServer::start().await;
-    let gw = start_gateway(&gateway_toml(&format!(
+    let checks = format!(
         "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n",
         target.url("/flip")
-    )))
-    .await;
+    );
+    let gw = start_gateway(&gateway_toml(&checks)).await;
     // The config on disk says port 0: point `get` at the bound port instead.
-    let own = gateway_toml("").replace("127.0.0.1:0\"\nadmin", &format!("{}\"\nadmin", gw.addr));
+    let own =
+        gateway_toml(&checks).replace("127.0.0.1:0\"\nadmin", &format!("{}\"\nadmin", gw.addr));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("own.toml");
     std::fs::write(&path, own).unwrap();

@@ -25,7 +25,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 /// A gateway config: `server` lines go under `[server]`, then `rest`.
 fn toml(server: &str, rest: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{server}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nallow_no_checks = true\n{server}\n\
          [defaults]\ninterval = \"100ms\"\ntimeout = \"500ms\"\nfailure_threshold = 1\n{rest}"
     )
 }

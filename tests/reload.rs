@@ -503,3 +503,57 @@ async fn telemetry_changes_are_reported_as_needing_a_restart() {
         "the running resource changed"
     );
 }
+
+/// A config file emptied or cut short by a failed write must never remove
+/// the failing check that holds readiness down: a file without checks is
+/// rejected, and `/readyz` stays 503 throughout.
+#[tokio::test]
+async fn a_file_emptied_or_cut_short_never_turns_readiness_green() {
+    let target = TestServer::start().await;
+    target.set_flip(503);
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
+         [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\n",
+        target.url("/flip")
+    );
+    let gw = start_gateway(&text).await;
+    let addr = gw.addr;
+    eventually(WITHIN, "not ready", || async {
+        get(addr, "/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let green = Arc::new(AtomicUsize::new(0));
+    let watcher = tokio::spawn({
+        let (stop, green) = (stop.clone(), green.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                if matches!(
+                    request(addr, "GET", "/readyz").await,
+                    Ok((StatusCode::OK, _, _))
+                ) {
+                    green.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let cut = &text[..text.find("[[checks]]").unwrap()];
+    for (failed, broken) in [(1, ""), (2, cut), (3, "\n\n")] {
+        write_in_place(&gw.config_path(), broken);
+        eventually(WITHIN, "the reload is rejected", || async {
+            gw.health().await["config"]["reloadsFailed"].as_u64() == Some(failed)
+        })
+        .await;
+        assert!(
+            gw.health().await["checks"]["api:http"].is_array(),
+            "the check still runs"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.await.unwrap();
+    assert_eq!(green.load(Ordering::SeqCst), 0, "/readyz answered 200");
+    assert_eq!(
+        get(addr, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}

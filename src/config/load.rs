@@ -1,6 +1,13 @@
-//! Reading a config: the file (TOML or YAML by extension), then `HEALTHGATE_*`
-//! environment overrides (`__` nests: `HEALTHGATE_SERVER__LISTEN`), then validation.
+//! Reading a config: the file (TOML or YAML by extension, a regular file of
+//! at most [`MAX_CONFIG_BYTES`], nested at most [`MAX_DEPTH`] deep), then
+//! `HEALTHGATE_<SECTION>__<KEY>` environment overrides for the sections
+//! [`ENV_SECTIONS`] (`__` nests: `HEALTHGATE_SERVER__LISTEN`), then validation.
+//! Other `HEALTHGATE_*` variables are not config keys and are ignored: a
+//! Kubernetes Service named `healthgate` injects `HEALTHGATE_SERVICE_HOST`,
+//! `HEALTHGATE_PORT`, ... into every pod of its namespace.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use figment::Figment;
@@ -28,13 +35,57 @@ impl Format {
     }
 }
 
+/// Largest config file read. A 10,000-check config is about 1.5 MB; a
+/// bound keeps a config pointed at `/dev/zero` or a runaway generator from
+/// taking the gateway's memory.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+/// Deepest nesting of tables and lists (`[`, `{`, or YAML indentation levels).
+pub const MAX_DEPTH: usize = 32;
+/// The sections environment variables may override.
+pub const ENV_SECTIONS: [&str; 4] = ["server", "reload", "telemetry", "defaults"];
+
 /// Reads, parses and validates the config at `path`, with environment overrides.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    load_str(path, &read(path)?)
+}
+
+/// The text of the config at `path`: a regular file (symlinks followed) of
+/// at most [`MAX_CONFIG_BYTES`], in UTF-8.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    let failed = |source: std::io::Error| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    load_str(path, &text)
+    };
+    // Non-blocking, so that opening a FIFO nobody writes does not hang; it
+    // changes nothing for a regular file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(failed)?;
+    let meta = file.metadata().map_err(failed)?;
+    if !meta.is_file() {
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {} MiB", MAX_CONFIG_BYTES >> 20),
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8",
+        ))
+    })
 }
 
 /// Parses and validates `text` as the content of `path` (whose extension picks
@@ -43,12 +94,30 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let format = Format::from_path(path).ok_or_else(|| ConfigError::Format {
         path: path.to_owned(),
     })?;
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(parse_error(format!(
+            "larger than {} MiB",
+            MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    if depth(text, format) > MAX_DEPTH {
+        return Err(parse_error(format!(
+            "nested more than {MAX_DEPTH} levels deep"
+        )));
+    }
     let file = match format {
         Format::Toml => Figment::from(Toml::string(text)),
         Format::Yaml => Figment::from(Yaml::string(text)),
     };
-    // HEALTHGATE_CONFIG names the file itself; it is not a key in it.
-    let env = Env::prefixed("HEALTHGATE_").split("__").ignore(&["config"]);
+    // Only HEALTHGATE_<SECTION>__<KEY>: HEALTHGATE_CONFIG names the file
+    // itself, and service links (HEALTHGATE_SERVICE_HOST) are not keys.
+    let env = Env::prefixed("HEALTHGATE_")
+        .filter(|key| is_override(key.as_str()))
+        .split("__");
     let raw: serde_json::Value =
         file.merge(env)
             .extract()
@@ -60,4 +129,106 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         problems,
     })
+}
+
+/// Whether `key` (after `HEALTHGATE_`) names a key of an overridable section.
+fn is_override(key: &str) -> bool {
+    key.split_once("__").is_some_and(|(section, rest)| {
+        !rest.is_empty() && ENV_SECTIONS.iter().any(|s| section.eq_ignore_ascii_case(s))
+    })
+}
+
+/// The deepest nesting in `text`: brackets and braces outside quoted strings
+/// and comments, and for YAML also the levels of block indentation. Cheap
+/// and linear, so a hostile file is refused before a parser spends
+/// quadratic time or deep recursion on it.
+fn depth(text: &str, format: Format) -> usize {
+    let mut deepest = 0;
+    let mut open = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    for line in text.lines() {
+        if format == Format::Yaml {
+            let trimmed = line.trim_start_matches([' ', '-']);
+            if !trimmed.is_empty() && !trimmed.starts_with('#') {
+                let indent = line.len() - trimmed.len();
+                while indents.last().is_some_and(|&i| i >= indent) {
+                    indents.pop();
+                }
+                indents.push(indent);
+            }
+        }
+        let mut quote = None;
+        let mut escaped = false;
+        for c in line.chars() {
+            match quote {
+                Some(q) => {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' && q == '"' {
+                        escaped = true;
+                    } else if c == q {
+                        quote = None;
+                    }
+                }
+                None => match c {
+                    '"' | '\'' => quote = Some(c),
+                    '#' => break,
+                    '[' | '{' => {
+                        open += 1;
+                        deepest = deepest.max(open + indents.len());
+                    }
+                    ']' | '}' => open = open.saturating_sub(1),
+                    _ => {}
+                },
+            }
+        }
+        deepest = deepest.max(open + indents.len());
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_section_keys_are_overrides() {
+        for key in [
+            "SERVER__LISTEN",
+            "server__listen",
+            "DEFAULTS__INTERVAL",
+            "TELEMETRY__OTLP__ENDPOINT",
+        ] {
+            assert!(is_override(key), "{key}");
+        }
+        for key in [
+            "CONFIG",
+            "SERVICE_HOST",
+            "SERVICE_PORT",
+            "SERVICE_PORT_HTTP",
+            "PORT",
+            "PORT_8090_TCP",
+            "PORT_8090_TCP_ADDR",
+            "CHECKS__0__NAME",
+            "SERVER__",
+            "SERVERS__LISTEN",
+        ] {
+            assert!(!is_override(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_and_yaml_indentation() {
+        assert_eq!(depth("a = 1\n[server]\nlisten = \"x\"\n", Format::Toml), 1);
+        assert_eq!(depth("a = [[[[[1]]]]]\n", Format::Toml), 5);
+        assert_eq!(depth("a = [[1], {b = 2}]", Format::Toml), 2);
+        assert_eq!(depth("a = \"[[[[\" # [[[[", Format::Toml), 0);
+        assert_eq!(depth(&"[".repeat(1000), Format::Toml), 1000);
+        assert_eq!(depth("a:\n  b:\n    c: 1\n", Format::Yaml), 3);
+        assert_eq!(depth("a:\n  - b: 1\n  - c: 2\nd: 3\n", Format::Yaml), 2);
+        let deep: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        assert!(depth(&deep, Format::Yaml) > MAX_DEPTH);
+    }
 }

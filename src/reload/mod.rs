@@ -46,16 +46,19 @@ impl Reloader {
     pub async fn next(&mut self) -> Result<Config, ConfigError> {
         loop {
             let trigger = self.triggers.next().await;
-            let (seen, result) = match tokio::fs::read_to_string(&self.path).await {
-                Ok(text) => (
+            let path = self.path.clone();
+            let read = tokio::task::spawn_blocking(move || config::read(&path)).await;
+            let (seen, result) = match read {
+                Ok(Ok(text)) => (
                     Seen::Content(hash(&text)),
                     config::load_str(&self.path, &text),
                 ),
-                Err(source) => (
-                    Seen::Unreadable(source.kind().to_string()),
+                Ok(Err(error)) => (Seen::Unreadable(error.to_string()), Err(error)),
+                Err(join) => (
+                    Seen::Unreadable(join.to_string()),
                     Err(ConfigError::Read {
                         path: self.path.clone(),
-                        source,
+                        source: std::io::Error::other(join.to_string()),
                     }),
                 ),
             };
