@@ -702,3 +702,56 @@ fn deeply_nested_configs_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ports_out_of_range_are_refused_wherever_a_url_is_given() {
+    for port in ["99999", "65536", "0", "4294967376"] {
+        assert_rejected(
+            &format!(
+                "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\n"
+            ),
+            &["check \"api\"", "key `url`", "port must be 1 to 65535"],
+        );
+        assert_rejected(
+            &format!("{HTTP}[telemetry.otlp]\nendpoint = \"http://127.0.0.1:{port}\"\n"),
+            &["key `telemetry.otlp.endpoint`", "port must be 1 to 65535"],
+        );
+        assert_rejected(
+            &format!("[[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n"),
+            &["check \"db\"", "key `address`"],
+        );
+    }
+}
+
+#[test]
+fn a_shell_command_is_one_string() {
+    let exec = "[[checks]]\nname = \"script\"\ntype = \"exec\"\n";
+    for command in ["\"echo hi\"", "[\"echo hi\"]"] {
+        let (code, stderr) = validate(
+            HTTP_FILE,
+            &format!("{exec}shell = true\ncommand = {command}\n"),
+            &[],
+        );
+        assert_eq!(code, 0, "{command}: {stderr}");
+    }
+    // A string without `shell = true`: one message, saying what to write.
+    let (code, stderr) = validate(HTTP_FILE, &format!("{exec}command = \"echo hi\"\n"), &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("1 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("a string runs through a shell only with `shell = true`"),
+        "{stderr}"
+    );
+    assert_rejected(
+        &format!("{exec}shell = true\ncommand = [\"echo\", \"hi\"]\n"),
+        &["key `command`", "with `shell = true`, give one string"],
+    );
+    assert_rejected(
+        &format!("{exec}shell = true\ncommand = \" \"\n"),
+        &["key `command`", "must name a program"],
+    );
+    assert_rejected(
+        &format!("{exec}command = 42\n"),
+        &["key `command`", "or one string with shell = true"],
+    );
+}

@@ -225,6 +225,21 @@ async fn environment_and_working_dir() {
     );
     let o = run_probe("exec", &body).await;
     assert!(o.passed(), "{o:?}");
+    // A working_dir that is gone is named as the cause, not the program.
+    let gone = dir.path().join("gone");
+    let o = run_probe(
+        "exec",
+        &format!("command = [\"true\"]\nworking_dir = \"{}\"", gone.display()),
+    )
+    .await;
+    assert_fails(&o, Category::ExecSpawn);
+    assert!(
+        o.message.contains(&format!(
+            "working_dir {} is not a directory",
+            gone.display()
+        )),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]

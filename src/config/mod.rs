@@ -66,6 +66,19 @@ fn list(problems: &[Problem]) -> String {
         .join("\n")
 }
 
+/// Whether `authority`'s port, if it names one, is 1 to 65535. `http::Uri`
+/// parses `host:99999` and then reports no port at all, which a client
+/// takes as the scheme's default (80): a typo or a hostile redirect would
+/// probe another service.
+pub fn valid_port(authority: &http::uri::Authority) -> bool {
+    let text = authority.as_str();
+    let after_host = text.rfind(']').map_or(text, |end| &text[end..]);
+    match after_host.rsplit_once(':') {
+        Some((_, "")) | None => true,
+        Some((_, port)) => port.parse::<u16>().is_ok_and(|p| p != 0),
+    }
+}
+
 /// One thing wrong in a config: where (check and key) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

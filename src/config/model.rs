@@ -793,9 +793,10 @@ pub struct ExchangeStep {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecSection {
-    /// The program and its arguments (argv), run without a shell. With
-    /// `shell = true`, a single string run by `/bin/sh -c`.
-    pub command: Vec<String>,
+    /// The program and its arguments (argv), run without a shell:
+    /// `["redis-cli", "ping"]`. With `shell = true`, one string run by
+    /// `/bin/sh -c`: `"pg_isready && test -f /ready"` (or a list of that one string).
+    pub command: CommandLine,
     /// Run `command` through `/bin/sh -c`. Default `false`.
     #[serde(default)]
     pub shell: bool,
@@ -812,6 +813,19 @@ pub struct ExecSection {
     /// `[checks.expect]`: what a passing run looks like.
     #[serde(default)]
     pub expect: ExecExpectSection,
+}
+
+/// An exec check's `command`: a list of arguments, or one string for a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(
+    untagged,
+    expecting = "a list of strings such as [\"redis-cli\", \"ping\"], or one string with shell = true"
+)]
+pub enum CommandLine {
+    /// `"echo hi"`: a script for `/bin/sh -c` (`shell = true` only).
+    Script(String),
+    /// `["echo", "hi"]`: the program and its arguments.
+    Argv(Vec<String>),
 }
 
 /// How an exec check reads exit codes.

@@ -15,9 +15,10 @@ use serde_json::{Map, Value};
 
 use super::Problem;
 use super::model::{
-    CheckCommon, DefaultsSection, DiskSection, DnsProtocol, DnsSection, ExecSection, ExitCodesKind,
-    Groups, GrpcSection, HttpSection, LatencySection, MemorySection, PushSection, ReloadSection,
-    ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsProbeSection, TlsSection,
+    CheckCommon, CommandLine, DefaultsSection, DiskSection, DnsProtocol, DnsSection, ExecSection,
+    ExitCodesKind, Groups, GrpcSection, HttpSection, LatencySection, MemorySection, PushSection,
+    ReloadSection, ServerSection, StatusPattern, TcpSection, TelemetrySection, TlsProbeSection,
+    TlsSection,
 };
 use super::resolved::*;
 
@@ -709,9 +710,19 @@ impl Validator {
 
     fn otlp(&mut self, o: &super::model::OtlpSection) {
         if let Some(endpoint) = &o.endpoint {
-            let scheme = http::Uri::from_str(endpoint)
-                .ok()
-                .and_then(|u| u.scheme_str().map(str::to_owned));
+            let uri = http::Uri::from_str(endpoint).ok();
+            if uri
+                .as_ref()
+                .and_then(|u| u.authority())
+                .is_some_and(|a| !super::valid_port(a))
+            {
+                self.push(
+                    None,
+                    "telemetry.otlp.endpoint",
+                    "the port must be 1 to 65535".into(),
+                );
+            }
+            let scheme = uri.and_then(|u| u.scheme_str().map(str::to_owned));
             if !matches!(scheme.as_deref(), Some("http" | "https")) {
                 self.push(
                     None,
@@ -997,17 +1008,45 @@ impl Validator {
                 ExitCodes::Nagios
             }
         };
-        if s.command.first().is_none_or(|p| p.trim().is_empty()) {
+        let argv = match (s.command, s.shell) {
+            (CommandLine::Script(script), true) => {
+                Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), script])
+            }
+            (CommandLine::Argv(argv), true) if argv.len() == 1 => Some(vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                argv.into_iter().next().unwrap_or_default(),
+            ]),
+            (CommandLine::Argv(_), true) => {
+                self.push(
+                    check,
+                    "command",
+                    "with `shell = true`, give one string: the script".into(),
+                );
+                None
+            }
+            (CommandLine::Script(_), false) => {
+                self.push(
+                    check,
+                    "command",
+                    "a string runs through a shell only with `shell = true`; without one, \
+                     give the program and its arguments as a list, e.g. [\"redis-cli\", \"ping\"]"
+                        .into(),
+                );
+                None
+            }
+            (CommandLine::Argv(argv), false) => Some(argv),
+        };
+        // The program, or with a shell the script.
+        let named = |a: &Vec<String>| if s.shell { a.get(2) } else { a.first() }.cloned();
+        if argv
+            .as_ref()
+            .is_some_and(|a| named(a).is_none_or(|p| p.trim().is_empty()))
+        {
             self.push(
                 check,
                 "command",
                 "must name a program, e.g. [\"redis-cli\", \"ping\"]".into(),
-            );
-        } else if s.shell && s.command.len() != 1 {
-            self.push(
-                check,
-                "command",
-                "with `shell = true`, give one string: the script".into(),
             );
         }
         if !(1..=MAX_OUTPUT_BYTES).contains(&s.max_output_bytes) {
@@ -1034,14 +1073,8 @@ impl Validator {
         if self.problems.len() > before {
             return None;
         }
-        let argv = if s.shell {
-            let script = s.command.into_iter().next().unwrap_or_default();
-            vec!["/bin/sh".to_owned(), "-c".to_owned(), script]
-        } else {
-            s.command
-        };
         Some(ProbeSpec::Exec(Box::new(ExecSpec {
-            argv,
+            argv: argv?,
             env: s
                 .env
                 .into_iter()
@@ -1383,6 +1416,9 @@ fn split_url(raw: &str) -> Result<(http::Uri, Option<Secret>), String> {
         .authority()
         .filter(|a| !a.host().is_empty())
         .ok_or_else(|| "has no host".to_owned())?;
+    if !super::valid_port(authority) {
+        return Err("the port must be 1 to 65535".into());
+    }
     let Some((userinfo, host)) = authority.as_str().rsplit_once('@') else {
         return Ok((uri, None));
     };
@@ -1543,6 +1579,27 @@ mod tests {
         assert_eq!(p("6xx"), None);
         assert_eq!(p("abc"), None);
         assert_eq!(parse_status(&StatusPattern::Code(99)), None);
+    }
+
+    #[test]
+    fn url_ports_out_of_range_are_refused() {
+        for url in [
+            "http://127.0.0.1:99999/",
+            "http://h:0/",
+            "https://[::1]:65536/x",
+            "http://h:1:2/",
+        ] {
+            assert!(split_url(url).is_err(), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:65535/",
+            "http://h/",
+            "https://[::1]/",
+            "https://[::1]:443/",
+            "http://u:p@h:8080/",
+        ] {
+            assert!(split_url(url).is_ok(), "{url}");
+        }
     }
 
     #[test]

@@ -53,10 +53,17 @@ impl ExecProbe {
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                return Outcome::fail(
-                    Category::ExecSpawn,
-                    format!("cannot start `{program}`: {e}"),
-                );
+                // A chdir failure and a missing program give the same ENOENT:
+                // name the directory when it is the one missing.
+                let dir = self.spec.working_dir.as_ref().filter(|d| !d.is_dir());
+                let message = match dir {
+                    Some(dir) => format!(
+                        "cannot start `{program}`: working_dir {} is not a directory",
+                        dir.display()
+                    ),
+                    None => format!("cannot start `{program}`: {e}"),
+                };
+                return Outcome::fail(Category::ExecSpawn, message);
             }
         };
         let mut group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));

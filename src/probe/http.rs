@@ -443,11 +443,18 @@ fn redacted(uri: &Uri) -> String {
 fn resolve(base: &Uri, location: &str) -> Option<Uri> {
     if let Ok(uri) = location.parse::<Uri>() {
         if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() {
-            return Some(uri);
+            return uri
+                .authority()
+                .is_some_and(crate::config::valid_port)
+                .then_some(uri);
         }
     }
     if let Some(rest) = location.strip_prefix("//") {
-        return format!("{}://{rest}", base.scheme_str()?).parse().ok();
+        let uri: Uri = format!("{}://{rest}", base.scheme_str()?).parse().ok()?;
+        return uri
+            .authority()
+            .is_some_and(crate::config::valid_port)
+            .then_some(uri);
     }
     let path = if location.starts_with('/') {
         location.to_owned()
@@ -463,6 +470,22 @@ fn resolve(base: &Uri, location: &str) -> Option<Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_to_a_port_out_of_range_is_not_followed() {
+        let base: Uri = "http://127.0.0.1:8080/a".parse().unwrap();
+        for location in [
+            "http://127.0.0.1:99999/",
+            "//127.0.0.1:0/",
+            "https://h:65536/",
+        ] {
+            assert_eq!(resolve(&base, location), None, "{location}");
+        }
+        assert_eq!(
+            resolve(&base, "//127.0.0.1:9/x").unwrap().to_string(),
+            "http://127.0.0.1:9/x"
+        );
+    }
 
     #[test]
     fn trace_urls_redact_query_values() {

@@ -85,9 +85,48 @@ fn authorized(ctx: &Context, request: &Request<Incoming>) -> bool {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .and_then(|v| bearer(v.as_bytes()))
         .unwrap_or_default();
     bool::from(presented.ct_eq(token.expose().as_bytes()))
+}
+
+/// The token of a `Bearer` credential. The scheme is case-insensitive (RFC
+/// 7235 section 2.1) and may be followed by more than one space.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.starts_with(b" ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "bEaReR   t0k",
+            "Bearer t0k ",
+        ] {
+            assert_eq!(bearer(value.as_bytes()), Some(&b"t0k"[..]), "{value}");
+        }
+        for value in [
+            "Basic t0k",
+            "Bearert0k",
+            "Bearer",
+            "Bearer ",
+            "Bear t0k",
+            "",
+        ] {
+            assert_eq!(bearer(value.as_bytes()), None, "{value}");
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
