@@ -755,3 +755,60 @@ fn a_shell_command_is_one_string() {
         &["key `command`", "or one string with shell = true"],
     );
 }
+
+/// No error message shows the value of a secret-bearing key, whatever the
+/// error: a syntax error on its line, a wrong type for it or inside it,
+/// in TOML and in YAML.
+#[test]
+fn config_errors_never_show_a_secret() {
+    const SECRET: &str = "s3cr3t-Vx9";
+    let http = "[[checks]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let grpc = "[[checks]]\nname = \"g\"\ntype = \"grpc\"\naddress = \"127.0.0.1:1\"\n";
+    let exec = "[[checks]]\nname = \"e\"\ntype = \"exec\"\ncommand = [\"true\"]\n";
+    let tcp = "[[checks]]\nname = \"t\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n";
+    let toml = [
+        format!("{http}headers = {{ Authorization = \"Bearer {SECRET}\" \n"),
+        format!("{http}headers = \"Bearer {SECRET}\"\n"),
+        format!("{http}headers = {{ Authorization = [\"Bearer {SECRET}\"] }}\n"),
+        format!("{http}headers = [\"{SECRET}\"]\n"),
+        format!("{grpc}metadata = \"{SECRET}\"\n"),
+        format!("{grpc}metadata = {{ x = {{ y = \"{SECRET}\" }} }}\n"),
+        format!("{exec}env = \"TOKEN={SECRET}\"\n"),
+        format!("{exec}env = {{ TOKEN = \"{SECRET}\n"),
+        format!("{http}[telemetry.otlp]\nheaders = \"x-api-key={SECRET}\"\n"),
+        format!("{tcp}[[checks.exchange]]\nsend = [\"AUTH {SECRET}\"]\n"),
+        format!("[[checks]]\nname = \"a\"\ntype = \"http\"\nurl = [\"http://u:{SECRET}@h/\"]\n"),
+        format!("[[checks]]\nname = \"a\"\ntype = \"http\"\nurl = \"gopher://u:{SECRET}@h/\"\n"),
+        format!("checks = \"{SECRET}\"\n"),
+        format!("checks = [\"{SECRET}\"]\n"),
+        format!("{http}headers = {{ Authorization = \"Bearer {SECRET}\" }} }}\n"),
+    ];
+    for text in &toml {
+        let (code, stderr) = validate(HTTP_FILE, text, &[]);
+        assert_eq!(code, 2, "{text}\n{stderr}");
+        assert!(!stderr.contains(SECRET), "{text}\n{stderr}");
+    }
+    let yaml = [
+        format!(
+            "checks:\n- name: a\n  type: http\n  url: http://h/\n  headers: {{Authorization: \"Bearer {SECRET}\"\n"
+        ),
+        format!("checks:\n- name: a\n  type: http\n  url: http://h/\n  headers: Bearer {SECRET}\n"),
+        format!("checks:\n- name: e\n  type: exec\n  command: [x]\n  env: {{TOKEN: [{SECRET}]}}\n"),
+        format!(
+            "checks:\n- name: e\n  type: exec\n  command: [x]\n  env:\n    TOKEN: {SECRET}\n   bad: indent\n"
+        ),
+    ];
+    for text in &yaml {
+        let (code, stderr) = validate("healthgate.yaml", text, &[]);
+        assert_eq!(code, 2, "{text}\n{stderr}");
+        assert!(!stderr.contains(SECRET), "{text}\n{stderr}");
+    }
+    // From the environment too.
+    let (code, stderr) = validate(
+        HTTP_FILE,
+        HTTP,
+        &[("HEALTHGATE_TELEMETRY__OTLP__HEADERS", SECRET)],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}

@@ -243,7 +243,16 @@ async fn an_invalid_config_changes_nothing_until_fixed() {
         gw.health().await["config"]["reloadsFailed"].as_u64() == Some(1)
     })
     .await;
+    // The load-balancer listener gives the outcome; the problems, which
+    // quote the config's keys, only the admin listener.
     let doc = gw.health().await;
+    assert_eq!(doc["config"]["lastReload"]["successful"], false);
+    assert_eq!(
+        doc["config"]["lastReload"]["output"],
+        "rejected; the problems are on the admin listener's /health"
+    );
+    let (_, _, body) = get(gw.admin, "/health").await;
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     let output = doc["config"]["lastReload"]["output"]
         .as_str()
         .unwrap()

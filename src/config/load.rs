@@ -123,12 +123,29 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .extract()
             .map_err(|e: figment::Error| ConfigError::Parse {
                 path: path.to_owned(),
-                message: e.to_string(),
+                message: without_source(&e.to_string()),
             })?;
     validate(raw).map_err(|problems| ConfigError::Invalid {
         path: path.to_owned(),
         problems,
     })
+}
+
+/// A parser's message without the source lines it quotes (TOML's
+/// `5 | headers = { Authorization = "Bearer …"`): the line with an error
+/// may hold a secret. The line and column stay.
+fn without_source(message: &str) -> String {
+    message
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            let after_number = line
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !after_number.starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Whether `key` (after `HEALTHGATE_`) names a key of an overridable section.
@@ -190,6 +207,17 @@ fn depth(text: &str, format: Format) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_errors_never_quote_the_source() {
+        let message = "TOML parse error at line 5, column 45\n  |\n5 | headers = { Authorization = \"Bearer s3cr3t\" \n  |                                             ^\ninvalid inline table\nexpected `}`\n";
+        let shown = without_source(message);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(
+            shown,
+            "TOML parse error at line 5, column 45 invalid inline table expected `}`"
+        );
+    }
 
     #[test]
     fn only_section_keys_are_overrides() {

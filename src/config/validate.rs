@@ -1512,6 +1512,7 @@ fn explain(path: &str, message: &str) -> (String, String) {
     } else {
         path.to_owned()
     };
+    let message = &hide_values(&key, message);
     if message.contains("expected a duration") {
         return (
             key,
@@ -1519,6 +1520,44 @@ fn explain(path: &str, message: &str) -> (String, String) {
         );
     }
     (key, message.to_owned())
+}
+
+/// Key segments whose values may be secrets: a header, metadata or
+/// environment value, a token, a URL (credentials, query tokens), a command
+/// line, what a TCP exchange sends.
+const SECRET_KEYS: &[&str] = &[
+    "headers", "metadata", "env", "token", "password", "secret", "auth", "url", "endpoint",
+    "command", "send", "exchange",
+];
+
+/// Whether `key` (dotted, with `[N]` indices) may hold a secret.
+fn secret_bearing(key: &str) -> bool {
+    key.split(['.', '[', ']']).any(|segment| {
+        SECRET_KEYS
+            .iter()
+            .any(|s| segment.to_ascii_lowercase().contains(s))
+    })
+}
+
+/// serde's `invalid type: string "…", expected …` quotes the value it got.
+/// A wrong type never shows it (the key is then often not what the user
+/// thinks, and a secret may sit there); a wrong value shows it only for
+/// keys that cannot hold a secret (`"5x"` for a duration helps).
+fn hide_values(key: &str, message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        if prefix == "invalid value: " && !secret_bearing(key) {
+            return message.to_owned();
+        }
+        let Some((got, expected)) = rest.split_once(", expected ") else {
+            return format!("{}(value not shown)", prefix);
+        };
+        let kind = got.split(['"', '`']).next().unwrap_or("").trim();
+        return format!("{prefix}{kind} (value not shown), expected {expected}");
+    }
+    message.to_owned()
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a typo.
@@ -1579,6 +1618,42 @@ mod tests {
         assert_eq!(p("6xx"), None);
         assert_eq!(p("abc"), None);
         assert_eq!(parse_status(&StatusPattern::Code(99)), None);
+    }
+
+    #[test]
+    fn serde_never_shows_a_value_of_the_wrong_type_or_of_a_secret_key() {
+        let hidden = hide_values(
+            "headers",
+            r#"invalid type: string "Bearer s3cr3t", expected a map"#,
+        );
+        assert_eq!(
+            hidden,
+            "invalid type: string (value not shown), expected a map"
+        );
+        let hidden = hide_values("interval", "invalid type: integer `5`, expected a duration");
+        assert_eq!(
+            hidden,
+            "invalid type: integer (value not shown), expected a duration"
+        );
+        let hidden = hide_values("env.TOKEN", r#"invalid value: string "s3cr3t", expected x"#);
+        assert!(!hidden.contains("s3cr3t"), "{hidden}");
+        let shown = hide_values(
+            "interval",
+            r#"invalid value: string "5x", expected a duration"#,
+        );
+        assert!(shown.contains("\"5x\""), "{shown}");
+        for key in [
+            "headers.Authorization",
+            "checks[3].env.PGPASSWORD",
+            "telemetry.otlp.headers.x-api-key",
+            "exchange[0].send",
+            "url",
+        ] {
+            assert!(secret_bearing(key), "{key}");
+        }
+        for key in ["interval", "expect.status", "name", "timeout"] {
+            assert!(!secret_bearing(key), "{key}");
+        }
     }
 
     #[test]

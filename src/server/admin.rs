@@ -71,7 +71,7 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
                     None => text(StatusCode::NOT_FOUND, "no such check\n"),
                 }
             }),
-            None => super::verdicts(&ctx, &method, request.uri()),
+            None => super::verdicts(&ctx, &method, request.uri(), routes::Detail::Full),
         },
     }
 }

@@ -187,7 +187,12 @@ fn spawn(kind: Kind, listener: TcpListener, ctx: &Context) -> Listening {
             let settings = ctx.settings.clone();
             let tls = move || settings.load().tls.as_ref().map(|t| t.acceptor());
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let response = super::verdicts(&ctx, request.method(), request.uri());
+                let response = super::verdicts(
+                    &ctx,
+                    request.method(),
+                    request.uri(),
+                    super::routes::Detail::Outcome,
+                );
                 std::future::ready(Ok::<_, Infallible>(response))
             });
             serve_http(listener, tls, service, conns, stopped)

@@ -139,9 +139,14 @@ impl DrainSeen {
 
 /// A verdict endpoint's answer (both HTTP listeners), counting a `/readyz`
 /// 503 toward the drain.
-fn verdicts(ctx: &Context, method: &http::Method, uri: &http::Uri) -> routes::Response {
+fn verdicts(
+    ctx: &Context,
+    method: &http::Method,
+    uri: &http::Uri,
+    detail: routes::Detail,
+) -> routes::Response {
     let snapshot = ctx.published.load();
-    let response = routes::respond(&snapshot, method, uri);
+    let response = routes::respond_with(&snapshot, method, uri, detail);
     if response.status() == http::StatusCode::SERVICE_UNAVAILABLE && uri.path() == "/readyz" {
         ctx.seen.answered(&snapshot);
     }

@@ -25,8 +25,25 @@ const HEALTH_JSON: &str = "application/health+json";
 /// What every HTTP endpoint answers with.
 pub type Response = http::Response<Full<Bytes>>;
 
-/// The response to `method uri`, from `snapshot`.
+/// How much an answer may say: the load-balancer listener is reachable by
+/// anyone who can reach the pod, so its `/health` gives a failed reload's
+/// outcome without the problems (they quote keys of the config); the admin
+/// listener gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The load-balancer listener.
+    Outcome,
+    /// The admin listener.
+    Full,
+}
+
+/// The load-balancer listener's response to `method uri`, from `snapshot`.
 pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response {
+    respond_with(snapshot, method, uri, Detail::Outcome)
+}
+
+/// The response to `method uri`, from `snapshot`, saying as much as `detail` allows.
+pub fn respond_with(snapshot: &Snapshot, method: &Method, uri: &Uri, detail: Detail) -> Response {
     let endpoint = match uri.path() {
         "/livez" => Some((Group::Liveness, &snapshot.liveness)),
         "/readyz" => Some((Group::Readiness, &snapshot.readiness)),
@@ -43,7 +60,7 @@ pub fn respond(snapshot: &Snapshot, method: &Method, uri: &Uri) -> Response {
             Bytes::from(list(snapshot, group, verdict)),
         ),
         Some((_, verdict)) => plain(code(verdict.ok), verdict.reason.clone()),
-        None => health_json(snapshot),
+        None => health_json(snapshot, detail),
     }
 }
 
@@ -112,11 +129,16 @@ fn list(snapshot: &Snapshot, group: Group, verdict: &Verdict) -> String {
 }
 
 /// IETF draft "Health Check Response Format for HTTP APIs".
-fn health_json(snapshot: &Snapshot) -> Response {
-    let body = snapshot
-        .health_body
-        .get_or_init(|| Bytes::from(render_health(snapshot)))
-        .clone();
+fn health_json(snapshot: &Snapshot, detail: Detail) -> Response {
+    // The load balancer's document is rendered once per snapshot; the
+    // admin's, asked for rarely, every time.
+    let body = match detail {
+        Detail::Outcome => snapshot
+            .health_body
+            .get_or_init(|| Bytes::from(render_health(snapshot, detail)))
+            .clone(),
+        Detail::Full => Bytes::from(render_health(snapshot, detail)),
+    };
     let mut response = plain(code(snapshot.overall != Status::Fail), body);
     response
         .headers_mut()
@@ -125,7 +147,7 @@ fn health_json(snapshot: &Snapshot) -> Response {
 }
 
 /// The `application/health+json` document of `snapshot`.
-fn render_health(snapshot: &Snapshot) -> Vec<u8> {
+fn render_health(snapshot: &Snapshot, detail: Detail) -> Vec<u8> {
     let mut checks = Map::new();
     for check in &snapshot.checks {
         checks.insert(
@@ -144,7 +166,7 @@ fn render_health(snapshot: &Snapshot) -> Vec<u8> {
         "releaseId": env!("CARGO_PKG_VERSION"),
         "description": "healthgate: aggregated health of this instance",
         "checks": checks,
-        "config": config(&snapshot.reloads),
+        "config": config(&snapshot.reloads, detail),
     });
     if status != "pass" {
         // The first failing verdict's reason, else the checks that warn or start.
@@ -161,13 +183,19 @@ fn render_health(snapshot: &Snapshot) -> Vec<u8> {
 }
 
 /// Reloads since start and the latest attempt (not part of the draft; clients ignore it).
-fn config(reloads: &Reloads) -> Value {
+fn config(reloads: &Reloads, detail: Detail) -> Value {
     let mut c = json!({ "reloadsApplied": reloads.applied, "reloadsFailed": reloads.failed });
     if let Some(last) = &reloads.last {
+        let output = match (detail, last.successful) {
+            (Detail::Full, _) | (Detail::Outcome, true) => &*last.message,
+            (Detail::Outcome, false) => {
+                "rejected; the problems are on the admin listener's /health"
+            }
+        };
         c["lastReload"] = json!({
             "successful": last.successful,
             "time": humantime::format_rfc3339_millis(last.at).to_string(),
-            "output": &*last.message,
+            "output": output,
         });
     }
     c
