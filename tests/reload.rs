@@ -566,3 +566,39 @@ async fn a_file_emptied_or_cut_short_never_turns_readiness_green() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+/// The watch dies with its directory: deleted and made again (a volume
+/// remounted, a deploy tool that replaces the folder), the directory is
+/// watched again, with polling off.
+#[tokio::test]
+async fn a_deleted_and_recreated_directory_is_watched_again() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("conf");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("healthgate.toml");
+    std::fs::write(&path, toml("poll_interval = \"0s\"", &["a"])).unwrap();
+    let gw = start_gateway_at(root, &path).await;
+    until_checks(&gw, &["a"]).await;
+    for (round, names) in [(1, ["b"]), (2, ["c"])] {
+        std::fs::remove_dir_all(&dir).unwrap();
+        eventually(WITHIN, "the lost watch is logged", || async {
+            gw.logs()
+                .iter()
+                .filter(|l| l.contains("the config's directory is gone"))
+                .count()
+                >= round
+        })
+        .await;
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(&path, toml("poll_interval = \"0s\"", &names)).unwrap();
+        until_checks(&gw, &names).await;
+        assert!(
+            gw.logs()
+                .iter()
+                .any(|l| l.contains("watching the config's directory again"))
+        );
+    }
+    // And an edit after that is seen as before.
+    write_in_place(&path, &toml("poll_interval = \"0s\"", &["d"]));
+    until_checks(&gw, &["d"]).await;
+}

@@ -6,8 +6,15 @@
 //! swapping a `..data` symlink, so the file's own name may see no event at
 //! all (notify-rs/notify#531, kubernetes/kubernetes#112677). Any event in the
 //! directory is a reason to re-read; the content hash decides the rest.
+//!
+//! A watch dies with its directory. When the directory is deleted (or
+//! replaced by a new one), the watch is re-established as soon as the
+//! directory is back, retried with a backoff of 1 s doubling to 30 s, and
+//! both are logged; the first look after it is a file event.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind};
@@ -20,6 +27,10 @@ use crate::config::model::ReloadSection;
 
 /// Longest a burst of events can delay a reload, however long it goes on.
 const MAX_SETTLE: Duration = Duration::from_secs(2);
+/// First wait before watching a vanished directory again; it doubles.
+const REWATCH_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries to watch a vanished directory again.
+const REWATCH_MAX: Duration = Duration::from_secs(30);
 
 /// Why a reload is being tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +45,13 @@ pub enum Trigger {
 
 /// The merged sources of [`Trigger`]s.
 pub struct Triggers {
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     events: Option<mpsc::Receiver<()>>,
     watcher: Option<RecommendedWatcher>,
+    /// Set by the watcher when the directory is no longer there.
+    gone: Arc<AtomicBool>,
+    /// While the watch is lost: when to try again, and the wait after that.
+    rewatch: Option<(Instant, Duration)>,
     hangup: Option<Signal>,
     poll: Option<Interval>,
     settings: ReloadSection,
@@ -48,7 +63,7 @@ impl Triggers {
     pub fn new(path: &Path, settings: &ReloadSection) -> Self {
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => std::path::PathBuf::from("."),
+            _ => PathBuf::from("."),
         };
         let hangup = signal(SignalKind::hangup())
             .map_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP; reload by file change only"))
@@ -57,6 +72,8 @@ impl Triggers {
             dir,
             events: None,
             watcher: None,
+            gone: Arc::default(),
+            rewatch: None,
             hangup,
             poll: None,
             settings: settings.clone(),
@@ -73,12 +90,11 @@ impl Triggers {
     }
 
     fn configure(&mut self, settings: &ReloadSection, first: bool) {
-        if settings.watch && (first || !self.settings.watch || self.watcher.is_none()) {
-            match watch(&self.dir) {
-                Ok((watcher, events)) => {
+        let lost = self.rewatch.is_some();
+        if settings.watch && !lost && (first || !self.settings.watch || self.watcher.is_none()) {
+            match self.start_watching() {
+                Ok(()) => {
                     tracing::info!(dir = %self.dir.display(), "watching the config's directory for changes");
-                    self.watcher = Some(watcher);
-                    self.events = Some(events);
                 }
                 Err(error) => tracing::warn!(
                     dir = %self.dir.display(), %error,
@@ -88,6 +104,7 @@ impl Triggers {
         } else if !settings.watch {
             self.watcher = None;
             self.events = None;
+            self.rewatch = None;
         }
         if first || settings.poll_interval != self.settings.poll_interval {
             self.poll = (!settings.poll_interval.is_zero()).then(|| {
@@ -102,16 +119,67 @@ impl Triggers {
         self.settings = settings.clone();
     }
 
+    fn start_watching(&mut self) -> notify::Result<()> {
+        self.gone.store(false, Ordering::Relaxed);
+        let (watcher, events) = watch(&self.dir, self.gone.clone())?;
+        self.watcher = Some(watcher);
+        self.events = Some(events);
+        Ok(())
+    }
+
     /// The next reason to re-read the config. Cancel-safe.
     pub async fn next(&mut self) -> Trigger {
-        tokio::select! {
-            Some(()) = recv(&mut self.events) => {
-                self.settle().await;
-                Trigger::FileEvent
+        loop {
+            tokio::select! {
+                Some(()) = recv(&mut self.events) => {
+                    if self.lost() {
+                        continue;
+                    }
+                    self.settle().await;
+                    self.lost();
+                    return Trigger::FileEvent;
+                }
+                Some(()) = hangup(&mut self.hangup) => return Trigger::Signal,
+                () = tick(&mut self.poll) => return Trigger::Poll,
+                () = retry(self.rewatch) => {
+                    if self.watch_again() {
+                        return Trigger::FileEvent;
+                    }
+                }
             }
-            Some(()) = hangup(&mut self.hangup) => Trigger::Signal,
-            () = tick(&mut self.poll) => Trigger::Poll,
         }
+    }
+
+    /// Whether the watched directory has gone; if so the dead watch is
+    /// dropped and tries to watch it again begin.
+    fn lost(&mut self) -> bool {
+        if !self.gone.load(Ordering::Relaxed) || self.rewatch.is_some() {
+            return false;
+        }
+        self.watcher = None;
+        self.events = None;
+        self.rewatch = Some((Instant::now() + REWATCH_FIRST, REWATCH_FIRST));
+        tracing::warn!(
+            dir = %self.dir.display(),
+            "the config's directory is gone: watching it again once it is back; until then \
+             reload.poll_interval and SIGHUP still reload"
+        );
+        true
+    }
+
+    /// Tries to watch the directory again; on failure waits longer next time.
+    fn watch_again(&mut self) -> bool {
+        let Some((_, wait)) = self.rewatch else {
+            return false;
+        };
+        if self.dir.is_dir() && self.start_watching().is_ok() {
+            self.rewatch = None;
+            tracing::info!(dir = %self.dir.display(), "watching the config's directory again");
+            return true;
+        }
+        let wait = (wait * 2).min(REWATCH_MAX);
+        self.rewatch = Some((Instant::now() + wait, wait));
+        false
     }
 
     /// Waits until no event came for `debounce` (at most [`MAX_SETTLE`]).
@@ -130,15 +198,33 @@ impl Triggers {
     }
 }
 
-/// A non-recursive watch on `dir` whose events arrive, coalesced, on a queue of one.
-fn watch(dir: &Path) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<()>)> {
+/// A non-recursive watch on `dir` whose events arrive, coalesced, on a
+/// queue of one; `gone` is set when an event finds `dir` no longer there.
+fn watch(
+    dir: &Path,
+    gone: Arc<AtomicBool>,
+) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<()>)> {
     let (tx, rx) = mpsc::channel(1);
+    let watched = dir.to_owned();
+    // The directory watched is this inode: if the path stops naming it
+    // (deleted, moved away, replaced), the watch sees nothing more.
+    let identity = |dir: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir)
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| (m.dev(), m.ino()))
+    };
+    let original = identity(dir);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         match event {
             // Our own reads of the file are not changes.
             Ok(event) if matches!(event.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) =>
                 {}
-            Ok(_) => {
+            Ok(event) => {
+                if identity(&watched) != original {
+                    gone.store(true, Ordering::Relaxed);
+                }
                 let _ = tx.try_send(());
             }
             Err(error) => tracing::debug!(%error, "config watcher error"),
@@ -158,6 +244,13 @@ async fn recv(events: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
 async fn hangup(signal: &mut Option<Signal>) -> Option<()> {
     match signal {
         Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn retry(rewatch: Option<(Instant, Duration)>) {
+    match rewatch {
+        Some((at, _)) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
