@@ -221,7 +221,7 @@ fn watch(
             // Our own reads of the file are not changes.
             Ok(event) if matches!(event.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) =>
                 {}
-            Ok(event) => {
+            Ok(_) => {
                 if identity(&watched) != original {
                     gone.store(true, Ordering::Relaxed);
                 }
