@@ -12,7 +12,7 @@ async fn exit_code_expectations() {
     assert!(run_probe("exec", "command = [\"true\"]").await.passed());
     let o = run_probe(
         "exec",
-        "command = [\"sh\", \"-c\", \"echo broken >&2; exit 3\"]",
+        "command = [\"sh\", \"-c\", \"echo broken >&2; exit 3\"]\nshow_output = true",
     )
     .await;
     assert_fails(&o, Category::ExecExitCode);
@@ -37,7 +37,7 @@ async fn a_script_check_reads_nagios_exit_codes() {
         )
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        format!("command = [\"{}\"]", path.display())
+        format!("command = [\"{}\"]\nshow_output = true", path.display())
     };
     let ok = run_probe("script", &script(0, "DISK OK - 40% used")).await;
     assert!(ok.passed() && ok.warning.is_none(), "{ok:?}");
@@ -87,7 +87,29 @@ async fn output_expectations() {
     )
     .await;
     assert!(o.passed(), "{o:?}");
+    // Output is shown only when asked for: it may hold a secret.
+    assert_eq!(o.message, "exit code 0");
+    let o = run_probe("exec", "command = [\"echo\", \"PONG\"]\nshow_output = true").await;
     assert_eq!(o.message, "exit code 0: PONG");
+    let o = run_probe(
+        "exec",
+        "command = [\"sh\", \"-c\", \"echo password=hunter2; exit 3\"]",
+    )
+    .await;
+    assert_eq!(o.message, "exit code 3, expected 0");
+    let o = run_probe(
+        "script",
+        "command = [\"sh\", \"-c\", \"echo CRITICAL token=hunter2; exit 2\"]",
+    )
+    .await;
+    assert_eq!(o.message, "CRITICAL (exit 2)");
+    // Shown, an escape sequence or a NUL arrives escaped.
+    let o = run_probe(
+        "exec",
+        "command = [\"printf\", \"\\\\033[31mred\\\\000\"]\nshow_output = true",
+    )
+    .await;
+    assert_eq!(o.message, "exit code 0: \\u{1b}[31mred\\u{0}");
     let o = run_probe(
         "exec",
         "command = [\"echo\", \"PANG\"]\nexpect.output_contains = \"PONG\"",

@@ -810,6 +810,15 @@ pub struct ExecSection {
     /// The rest is read and discarded so the command never blocks on a full pipe.
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: u64,
+    /// Put the first line of the command's output in the run's message
+    /// (`exit code 2: DISK CRITICAL - 97% used`), which every endpoint shows,
+    /// the load-balancer listener's `/readyz?verbose` and `/health`
+    /// included. Output can hold a secret (a connection string, a token a
+    /// tool echoes), so it is off unless set: the message is then the exit
+    /// code and the verdict alone. `expect.output_*` match the whole output
+    /// either way. Default `false`.
+    #[serde(default)]
+    pub show_output: bool,
     /// `[checks.expect]`: what a passing run looks like.
     #[serde(default)]
     pub expect: ExecExpectSection,

@@ -318,6 +318,8 @@ pub struct ExecSpec {
     pub output_contains: Option<String>,
     /// Pattern the output must match.
     pub output_regex: Option<Regex>,
+    /// Whether the first line of output goes into the message.
+    pub show_output: bool,
 }
 
 /// A validated grpc check.

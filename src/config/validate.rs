@@ -1086,6 +1086,7 @@ impl Validator {
             script: default_codes == ExitCodesKind::Nagios,
             output_contains: s.expect.output_contains,
             output_regex: output_regex?,
+            show_output: s.show_output,
         })))
     }
 }

@@ -120,7 +120,7 @@ impl ExecProbe {
             return Outcome::fail(Category::ExecExitCode, format!("killed by signal {signal}"));
         };
         let said = |said: String| {
-            if said.is_empty() {
+            if said.is_empty() || !self.spec.show_output {
                 String::new()
             } else {
                 format!(": {said}")
@@ -179,7 +179,11 @@ impl ExecProbe {
         if let Some(message) = warning {
             return Outcome::warn(Category::ExecWarning, message);
         }
-        let out = first_line(&out);
+        let out = if self.spec.show_output {
+            first_line(&out)
+        } else {
+            String::new()
+        };
         Outcome::pass(if out.is_empty() {
             format!("exit code {code}")
         } else {

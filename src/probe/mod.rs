@@ -319,11 +319,31 @@ pub fn result_name(failure: Option<Category>, warning: Option<Category>) -> &'st
 
 const MAX_MESSAGE: usize = 200;
 
-/// First line, at most [`MAX_MESSAGE`] bytes (cut on a char boundary).
+/// First line, control characters escaped (`\u{1b}`: no ANSI escape, NUL
+/// or carriage return reaches a terminal, a log line or a load balancer),
+/// at most [`MAX_MESSAGE`] bytes (cut on a char boundary).
 fn one_line(message: String) -> String {
     let line = message.lines().next().unwrap_or_default().trim_end();
-    if line.len() <= MAX_MESSAGE && line.len() == message.len() {
+    if line.len() <= MAX_MESSAGE && line.len() == message.len() && !line.contains(char::is_control)
+    {
         return message;
+    }
+    let escaped: String;
+    let line = if line.contains(char::is_control) {
+        escaped = line
+            .chars()
+            .flat_map(|c| {
+                let escape = c.is_control().then(|| c.escape_default());
+                let plain = (!c.is_control()).then_some(c);
+                escape.into_iter().flatten().chain(plain)
+            })
+            .collect();
+        escaped.as_str()
+    } else {
+        line
+    };
+    if line.len() <= MAX_MESSAGE {
+        return line.to_owned();
     }
     let mut end = line.len().min(MAX_MESSAGE);
     while !line.is_char_boundary(end) {
@@ -409,6 +429,22 @@ pub fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            one_line("a\u{1b}[31mred\u{1b}[0m".into()),
+            "a\\u{1b}[31mred\\u{1b}[0m"
+        );
+        assert_eq!(one_line("nul\0here".into()), "nul\\u{0}here");
+        assert_eq!(one_line("cr\rover".into()), "cr\\rover");
+        assert_eq!(one_line("tab\there".into()), "tab\\there");
+        let many = one_line("\u{7}".repeat(300));
+        assert!(
+            many.len() <= MAX_MESSAGE + "…".len() && !many.contains(char::is_control),
+            "{many}"
+        );
+    }
 
     #[test]
     fn messages_are_one_bounded_line() {
