@@ -140,7 +140,9 @@ fn kubernetes_manifests_validate_against_current_schemas() {
         if pinned.exists() {
             return Some(run(Command::new(&pinned).arg("build").arg(&dir)));
         }
-        let kubectl = Command::new("kubectl").args(["version", "--client"]).output();
+        let kubectl = Command::new("kubectl")
+            .args(["version", "--client"])
+            .output();
         kubectl
             .is_ok()
             .then(|| run(Command::new("kubectl").arg("kustomize").arg(&dir)))

@@ -307,6 +307,39 @@ async fn with_nobody_asking_the_drain_ends_at_max() {
     assert!(logged(&gw, "drain.max reached"), "{:?}", gw.logs());
 }
 
+/// A load balancer that asks only through the agent-check is seen asking:
+/// its `drain` answers count toward `observed_probes`, so the drain ends
+/// long before `max`.
+#[tokio::test]
+async fn agent_check_answers_count_toward_the_drain() {
+    let mut gw = start_gateway(&toml(
+        "agent_listen = \"127.0.0.1:0\"\n[server.drain]\nmin = \"0s\"\nmax = \"20s\"\nobserved_probes = 3",
+        "",
+    ))
+    .await;
+    let agent = gw.agent.unwrap();
+    let signalled = tokio::time::Instant::now();
+    gw.signal(Signal::SIGTERM);
+    eventually(WITHIN, "the agent says drain", || async {
+        agent_line(agent).await.starts_with("drain #")
+    })
+    .await;
+    for _ in 0..3 {
+        let _ = tokio::time::timeout(Duration::from_secs(2), agent_line(agent)).await;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(15), gw.child.wait())
+        .await
+        .expect("the drain waited for max: agent answers were not counted")
+        .unwrap();
+    assert!(status.success());
+    assert!(signalled.elapsed() < Duration::from_secs(15));
+    assert!(
+        logged(&gw, "drained: the failing readiness was served"),
+        "{:?}",
+        gw.logs()
+    );
+}
+
 #[tokio::test]
 async fn admin_needs_the_token_and_the_lb_listener_has_no_admin_paths() {
     let dir = tempfile::tempdir().unwrap();

@@ -103,6 +103,13 @@ async fn output_expectations() {
     )
     .await;
     assert_eq!(o.message, "CRITICAL (exit 2)");
+    // Shown, an environment value the command echoes is still blanked.
+    let o = run_probe(
+        "exec",
+        "command = [\"sh\", \"-c\", \"echo token is $TOKEN\"]\nenv = { TOKEN = \"tok-s3cret\" }\nshow_output = true",
+    )
+    .await;
+    assert_eq!(o.message, "exit code 0: token is REDACTED");
     // Shown, an escape sequence or a NUL arrives escaped.
     let o = run_probe(
         "exec",

@@ -237,6 +237,83 @@ async fn credentials_are_sent_but_never_shown() {
     );
 }
 
+/// Basic-auth credentials and header values never appear in a failing
+/// run's message, whatever failed: the status, the body (here an echo of
+/// the request's own headers), a JSON expectation, a timeout, a protocol
+/// error.
+#[tokio::test]
+async fn credentials_are_in_no_failure_message() {
+    let s = TestServer::start().await;
+    let (silent, _hold) = silent_listener().await;
+    let garbage = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let garbage_addr = garbage.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut stream, _)) = garbage.accept().await {
+            let _ = stream
+                .write_all(b"SSH-2.0-OpenSSH_9.2 Authorization: Basic YWxpY2U6aHVudGVyMg==\r\n")
+                .await;
+        }
+    });
+    let secrets = ["hunter2", "YWxpY2U6aHVudGVyMg==", "tok-secret"];
+    let headers = "headers = { \"X-Token\" = \"tok-secret\" }";
+    let cases = [
+        (
+            format!("http://alice:hunter2@{}/status/500", s.addr),
+            String::new(),
+            Category::StatusMismatch,
+        ),
+        (
+            format!("http://alice:hunter2@{}/headers", s.addr),
+            "expect.body_contains = \"nothing like this\"".to_owned(),
+            Category::BodyMismatch,
+        ),
+        (
+            format!("http://alice:hunter2@{}/headers", s.addr),
+            "expect.body_regex = \"^nothing$\"".to_owned(),
+            Category::BodyMismatch,
+        ),
+        (
+            format!("http://alice:hunter2@{}/json", s.addr),
+            "expect.json = { \"/status\" = \"DOWN\" }".to_owned(),
+            Category::JsonMismatch,
+        ),
+        (
+            format!("http://alice:hunter2@{}/headers.json", s.addr),
+            "expect.json = { \"/authorization\" = \"x\" }".to_owned(),
+            Category::JsonMismatch,
+        ),
+        (
+            format!("http://alice:hunter2@{}/headers.json", s.addr),
+            "expect.json = { \"/x-token\" = 1 }".to_owned(),
+            Category::JsonMismatch,
+        ),
+        (
+            format!("http://alice:hunter2@{silent}/"),
+            "timeout = \"300ms\"".to_owned(),
+            Category::Timeout,
+        ),
+        (
+            format!("http://alice:hunter2@{garbage_addr}/"),
+            String::new(),
+            Category::Protocol,
+        ),
+        (
+            format!("https://alice:hunter2@{}/ok", s.addr),
+            "timeout = \"2s\"".to_owned(),
+            Category::Tls,
+        ),
+    ];
+    for (url, extra, category) in cases {
+        let o = run(&format!("url = \"{url}\"\n{headers}\n{extra}")).await;
+        assert!(!o.passed(), "{url}: {o:?}");
+        assert_eq!(o.failure, Some(category), "{url} {extra}: {o:?}");
+        for secret in secrets {
+            assert!(!o.message.contains(secret), "{url} {extra}: {}", o.message);
+        }
+    }
+}
+
 #[tokio::test]
 async fn credentials_do_not_follow_a_redirect_to_another_origin() {
     let other = TestServer::start().await;

@@ -602,3 +602,45 @@ async fn a_deleted_and_recreated_directory_is_watched_again() {
     write_in_place(&path, &toml("poll_interval = \"0s\"", &["d"]));
     until_checks(&gw, &["d"]).await;
 }
+
+/// A reload is all or nothing: when its new listener address cannot be
+/// bound, its checks are not applied either.
+#[tokio::test]
+async fn a_reload_whose_listener_cannot_bind_applies_none_of_its_checks() {
+    let gw = start_gateway(&toml("", &["a"])).await;
+    until_checks(&gw, &["a"]).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let text = toml("", &["a", "b"]).replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    );
+    std::fs::write(gw.config_path(), text).unwrap();
+    eventually(WITHIN, "the reload is rejected", || async {
+        gw.health().await["config"]["reloadsFailed"].as_u64() == Some(1)
+    })
+    .await;
+    assert_eq!(check_names(&gw).await, vec!["a:exec".to_owned()]);
+    assert_eq!(applied(&gw).await, 0);
+    // Freed, the same file applies whole.
+    drop(taken);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.child.id().unwrap() as i32),
+        Signal::SIGHUP,
+    )
+    .unwrap();
+    // Asked of the admin listener: the load-balancer one has moved to `port`.
+    eventually(WITHIN, "both checks", || async {
+        let (_, _, body) = get(gw.admin, "/health").await;
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["checks"]["b:exec"].is_array()
+    })
+    .await;
+    assert_eq!(
+        get(format!("127.0.0.1:{port}").parse().unwrap(), "/livez")
+            .await
+            .0,
+        StatusCode::OK
+    );
+}

@@ -240,3 +240,56 @@ fn recent(previous: &[LastRun], run: LastRun) -> Arc<[LastRun]> {
         .chain(std::iter::once(run))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Category;
+
+    fn slots(timeout: &str, generation: u64, change: Change) -> Vec<Slot> {
+        let text = format!(
+            "[[checks]]\nname = \"a\"\ntype = \"tcp\"\naddress = \"127.0.0.1:9\"\n\
+             failure_threshold = 1\ntimeout = \"{timeout}\"\n"
+        );
+        let config = crate::config::load_str(std::path::Path::new("t.toml"), &text).unwrap();
+        config
+            .checks
+            .into_iter()
+            .map(|check| Slot {
+                check,
+                generation,
+                change,
+            })
+            .collect()
+    }
+
+    /// A run of a check's previous definition that reports after the
+    /// reconfigure (it was in flight, or queued) changes nothing: not the
+    /// status, not the counters, not the runs shown.
+    #[tokio::test(start_paused = true)]
+    async fn results_of_a_replaced_definition_are_dropped() {
+        let now = Instant::now();
+        let mut health = Health::new(&slots("1s", 1, Change::Added), now);
+        let pass = Outcome::pass("ok");
+        let fail = Outcome::fail(Category::Connect, "refused");
+        health.record("a", 1, &pass, now, SystemTime::now());
+        assert_eq!(health.current("a", 1).unwrap().status, Status::Pass);
+        health.reconfigure(&slots("2s", 2, Change::Changed), now);
+        let before = health.current("a", 2).unwrap().clone();
+        for _ in 0..5 {
+            assert_eq!(health.record("a", 1, &fail, now, SystemTime::now()), None);
+        }
+        let after = health.current("a", 2).unwrap();
+        assert_eq!(after.status, before.status);
+        assert_eq!(after.consecutive_failures, 0);
+        assert_eq!(after.recent.len(), before.recent.len());
+        assert!(health.current("a", 1).is_none());
+        // The new definition's own results count.
+        assert!(
+            health
+                .record("a", 2, &fail, now, SystemTime::now())
+                .is_some()
+        );
+        assert_eq!(health.current("a", 2).unwrap().status, Status::Fail);
+    }
+}

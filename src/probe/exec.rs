@@ -21,12 +21,15 @@ const REAP_GRACE: Duration = Duration::from_secs(1);
 /// Runs a command and judges its exit code and output.
 pub struct ExecProbe {
     spec: ExecSpec,
+    /// Environment values, blanked out of every message (a command may echo one).
+    secrets: Box<[Box<str>]>,
 }
 
 impl ExecProbe {
     /// A probe for `spec`.
     pub fn new(spec: ExecSpec) -> Self {
-        Self { spec }
+        let secrets = super::secrets(spec.env.iter().map(|(_, v)| v.expose().to_owned()));
+        Self { spec, secrets }
     }
 
     fn program(&self) -> &str {
@@ -194,7 +197,11 @@ impl ExecProbe {
 
 impl Probe for ExecProbe {
     fn check(&self, deadline: Instant) -> BoxFuture<'_, Outcome> {
-        Box::pin(self.run(deadline))
+        Box::pin(async move {
+            let mut outcome = self.run(deadline).await;
+            outcome.message = super::scrub(outcome.message, &self.secrets);
+            outcome
+        })
     }
 }
 

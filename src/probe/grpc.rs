@@ -24,6 +24,8 @@ pub struct GrpcProbe {
     spec: GrpcSpec,
     tls: Option<Result<Arc<ClientConfig>, String>>,
     target: Arc<Target>,
+    /// Metadata values, blanked out of every message.
+    secrets: Box<[Box<str>]>,
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -64,6 +66,7 @@ impl GrpcProbe {
                 url: None,
                 method: Some("grpc.health.v1.Health/Check".into()),
             }),
+            secrets: super::secrets(spec.metadata.iter().map(|(_, v)| v.expose().to_owned())),
             spec,
         }
     }
@@ -232,6 +235,7 @@ impl Probe for GrpcProbe {
             let mut outcome = self.run(deadline, &mut phases).await;
             outcome.phases = phases;
             outcome.target = Some(self.target.clone());
+            outcome.message = super::scrub(outcome.message, &self.secrets);
             outcome
         })
     }

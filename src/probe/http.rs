@@ -32,6 +32,9 @@ pub struct HttpProbe {
     target: Arc<Target>,
     /// The kept connection with `reuse_connection`, and the origin it belongs to.
     pooled: Mutex<Option<(String, Conn)>>,
+    /// What the probe sends that is secret, in every form a target may echo
+    /// it back in; blanked out of every message.
+    secrets: Box<[Box<str>]>,
 }
 
 /// A client connection; dropping it closes the socket.
@@ -95,6 +98,7 @@ impl HttpProbe {
             method: Some(spec.method.to_string()),
         });
         Self {
+            secrets: secrets(&spec),
             spec,
             tls: OnceLock::new(),
             target,
@@ -397,9 +401,36 @@ impl Probe for HttpProbe {
             outcome.phases = notes.phases;
             outcome.cert_not_after = notes.cert_not_after;
             outcome.target = Some(self.target.clone());
+            outcome.message = super::scrub(outcome.message, &self.secrets);
             outcome
         })
     }
+}
+
+/// The secrets `spec` sends: each header value, the `Authorization` value
+/// of its URL credentials, their base64, `user:password`, and the password.
+fn secrets(spec: &HttpSpec) -> Box<[Box<str>]> {
+    use base64::Engine as _;
+    let mut found: Vec<String> = spec
+        .headers
+        .iter()
+        .map(|(_, value)| value.expose().to_owned())
+        .collect();
+    if let Some(auth) = &spec.basic_auth {
+        let value = auth.expose();
+        found.push(value.to_owned());
+        if let Some(encoded) = value.strip_prefix("Basic ") {
+            found.push(encoded.to_owned());
+            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) {
+                let decoded = String::from_utf8_lossy(&decoded).into_owned();
+                if let Some((_, password)) = decoded.split_once(':') {
+                    found.push(password.to_owned());
+                }
+                found.push(decoded);
+            }
+        }
+    }
+    super::secrets(found)
 }
 
 /// What one run learns besides its outcome.

@@ -353,6 +353,35 @@ fn one_line(message: String) -> String {
     format!("{}{cut}", &line[..end])
 }
 
+/// Shortest secret blanked out of messages: shorter ones would garble
+/// ordinary words.
+const MIN_SECRET: usize = 3;
+
+/// `values` as a probe's secrets: long enough to blank, longest first (a
+/// secret inside another is blanked with it), each once.
+pub(crate) fn secrets(values: impl IntoIterator<Item = String>) -> Box<[Box<str>]> {
+    let mut found: Vec<String> = values
+        .into_iter()
+        .filter(|s| s.len() >= MIN_SECRET)
+        .collect();
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found.dedup();
+    found.into_iter().map(String::into_boxed_str).collect()
+}
+
+/// `message` with every one of `secrets` replaced by `REDACTED`: what a
+/// probe sends as a secret (a header, metadata, a password, an environment
+/// value) and a target echoes back (in a body, a JSON value, a status
+/// message, a command's output) never reaches a message.
+pub(crate) fn scrub(message: String, secrets: &[Box<str>]) -> String {
+    if !secrets.iter().any(|s| message.contains(&**s)) {
+        return message;
+    }
+    secrets
+        .iter()
+        .fold(message, |m, secret| m.replace(&**secret, "REDACTED"))
+}
+
 /// A boxed future, as probes return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -429,6 +458,22 @@ pub fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_blanked_longest_first() {
+        let secrets = secrets([
+            "ab".to_owned(),
+            "hunter2".to_owned(),
+            "alice:hunter2".to_owned(),
+            "hunter2".to_owned(),
+        ]);
+        assert_eq!(secrets.len(), 2, "too short ones and repeats dropped");
+        assert_eq!(
+            scrub("got alice:hunter2 and hunter2 ab".into(), &secrets),
+            "got REDACTED and REDACTED ab"
+        );
+        assert_eq!(scrub("nothing here".into(), &secrets), "nothing here");
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -94,3 +94,21 @@ fn reason(text: &str) -> String {
         .take(MAX_REASON)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_one_bounded_line_of_printable_ascii() {
+        let hostile = format!("deploy\n42\r\u{1b}[31m\0é{}", "x".repeat(1000));
+        let shown = reason(&hostile);
+        assert_eq!(shown.chars().count(), MAX_REASON);
+        assert!(
+            shown.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            "{shown:?}"
+        );
+        assert!(shown.starts_with("deploy?42??[31m??xxx"), "{shown:?}");
+        assert_eq!(reason("short"), "short");
+    }
+}

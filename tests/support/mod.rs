@@ -150,6 +150,14 @@ fn route(req: Request<hyper::body::Incoming>, counters: &Arc<Counters>) -> Respo
             }
             full(200, lines)
         }
+        "/headers.json" => {
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").into()))
+                .collect();
+            full(200, serde_json::Value::Object(headers).to_string())
+        }
         "/flip" => {
             let status = counters.flip_status.load(Ordering::SeqCst);
             if (200..300).contains(&status) {
