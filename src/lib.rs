@@ -15,6 +15,8 @@
 pub mod check;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod health;
 pub mod probe;
 pub mod reload;

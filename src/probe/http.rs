@@ -75,11 +75,11 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// What came back, before judging.
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) location: Option<String>,
     /// `None` when the body was larger than `max_body_bytes`.
-    body: Option<Bytes>,
+    pub(crate) body: Option<Bytes>,
 }
 
 impl HttpProbe {
@@ -326,7 +326,7 @@ impl HttpProbe {
         request
     }
 
-    fn judge(&self, answer: Answer) -> Outcome {
+    pub(crate) fn judge(&self, answer: Answer) -> Outcome {
         let expect = &self.spec.expect;
         let code = answer.status.as_u16();
         if !expect.status.iter().any(|m| m.matches(code)) {

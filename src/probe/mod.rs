@@ -6,10 +6,10 @@ mod disk;
 mod dns;
 mod exec;
 mod grpc;
-mod http;
+pub(crate) mod http;
 mod memory;
 mod net;
-mod tcp;
+pub(crate) mod tcp;
 mod tls;
 
 use std::future::Future;

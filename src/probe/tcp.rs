@@ -93,10 +93,15 @@ impl TcpProbe {
         }
     }
 
+    /// The pattern step `step` of the exchange waits for, if any.
+    pub(crate) fn exchange_expect(&self, step: usize) -> Option<Regex> {
+        self.spec.exchange.get(step)?.expect.clone()
+    }
+
     /// Reads until what arrived matches `expect`, within the deadline and the size bound.
-    async fn read_until(
+    pub(crate) async fn read_until(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut (impl tokio::io::AsyncRead + Unpin),
         answer: &mut Vec<u8>,
         expect: &Regex,
         deadline: Instant,

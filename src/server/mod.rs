@@ -206,12 +206,7 @@ async fn serve_http<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http_builder());
     // Flipped to true at stop; the sender's `closed()` resolves once every
     // connection task has dropped its receiver.
     let (closing, open) = tokio::sync::watch::channel(false);
@@ -252,6 +247,17 @@ async fn serve_http<S, B>(
     if tokio::time::timeout(grace, closing.closed()).await.is_err() {
         tracing::warn!(grace = ?grace, "in-flight requests did not finish in time; closing them");
     }
+}
+
+/// The HTTP/1 and HTTP/2 connection settings every HTTP listener serves with.
+#[doc(hidden)]
+pub fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
 }
 
 /// The next connection, backing off on accept errors (typically EMFILE:
