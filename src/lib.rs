@@ -54,6 +54,9 @@ pub async fn run(
     mut config: Config,
     mut signals: Signals,
 ) -> Result<(), RunError> {
+    if let Err(error) = probe::orphans::adopt() {
+        tracing::warn!(%error, "cannot adopt what exec checks leave behind; a command that calls setsid may outlive its run");
+    }
     let dropped = Arc::new(telemetry::otlp::Dropped::default());
     let otlp = telemetry::otlp::metric_reader(&config.telemetry.otlp, dropped.clone())?;
     let resource = telemetry::resource::resource(&config.telemetry);

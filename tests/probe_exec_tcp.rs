@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use healthgate::probe::Category;
@@ -430,4 +431,44 @@ mod exchange {
             "{err}"
         );
     }
+}
+
+/// A command whose descendant leaves the process group (`setsid`) and
+/// outlives it: the running gateway, as the subreaper of its descendants,
+/// kills and reaps it after the run.
+#[tokio::test]
+async fn a_descendant_that_calls_setsid_does_not_outlive_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("escaped.pid");
+    let gw = start_gateway(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [[checks]]\nname = \"escape\"\ntype = \"exec\"\ninterval = \"1s\"\n\
+         command = [\"sh\", \"-c\", \"setsid sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 1000' </dev/null >/dev/null 2>&1 & \
+         while [ ! -s {p} ]; do sleep 0.01; done\"]\n",
+        p = pidfile.display()
+    ))
+    .await;
+    let mut pid = None;
+    eventually(Duration::from_secs(15), "the escaped process's pid", || {
+        pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        std::future::ready(pid.is_some())
+    })
+    .await;
+    let pid = pid.unwrap();
+    // Killed and reaped: not even a zombie is left.
+    eventually(
+        Duration::from_secs(15),
+        "the escaped process is gone",
+        || std::future::ready(!Path::new(&format!("/proc/{pid}")).exists()),
+    )
+    .await;
+    assert!(
+        gw.logs()
+            .iter()
+            .any(|l| l.contains("left behind outside its process group")),
+        "{:?}",
+        gw.logs()
+    );
 }

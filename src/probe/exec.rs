@@ -53,7 +53,7 @@ impl ExecProbe {
         if let Some(dir) = &self.spec.working_dir {
             command.current_dir(dir);
         }
-        let mut child = match command.spawn() {
+        let mut child = match super::orphans::spawn(&mut command) {
             Ok(child) => child,
             Err(e) => {
                 // A chdir failure and a missing program give the same ENOENT:
@@ -78,9 +78,11 @@ impl ExecProbe {
         let status = timeout_at(deadline, child.wait()).await;
         // Whatever happened, nothing the command started outlives the run.
         group.kill();
+        let pid = child.id();
         let status = match status {
             Err(_) => {
-                let _ = timeout(REAP_GRACE, child.wait()).await;
+                let reaped = matches!(timeout(REAP_GRACE, child.wait()).await, Ok(Ok(_)));
+                sweep(pid.filter(|_| reaped));
                 output.abort();
                 return Outcome::fail(
                     Category::ExecTimeout,
@@ -91,9 +93,13 @@ impl ExecProbe {
                 );
             }
             Ok(Err(e)) => {
+                sweep(None);
                 return Outcome::fail(Category::ExecSpawn, format!("waiting for `{program}`: {e}"));
             }
-            Ok(Ok(status)) => status,
+            Ok(Ok(status)) => {
+                sweep(pid);
+                status
+            }
         };
         let (stdout, stderr) = match timeout(REAP_GRACE, output).await {
             Ok(Ok(pair)) => pair,
@@ -202,6 +208,18 @@ impl Probe for ExecProbe {
             outcome.message = super::scrub(outcome.message, &self.secrets);
             outcome
         })
+    }
+}
+
+/// The run's child (`pid`, when it was reaped) is done: kills and reaps
+/// what it left behind outside its group, and looks again shortly for what
+/// was still dying.
+fn sweep(pid: Option<u32>) {
+    if super::orphans::finished(pid) > 0 {
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            super::orphans::finished(None);
+        });
     }
 }
 

@@ -9,6 +9,7 @@ mod grpc;
 pub(crate) mod http;
 mod memory;
 mod net;
+pub mod orphans;
 pub(crate) mod tcp;
 mod tls;
 
