@@ -812,3 +812,20 @@ fn config_errors_never_show_a_secret() {
     assert_eq!(code, 2, "{stderr}");
     assert!(!stderr.contains(SECRET), "{stderr}");
 }
+
+/// A key or value with a control character (an ANSI escape, a NUL) is
+/// named escaped: nothing from the file reaches the terminal raw.
+#[test]
+fn problems_escape_control_characters() {
+    let (code, stderr) = validate(
+        HTTP_FILE,
+        &format!("{HTTP}\"bad\\u001b[31mkey\" = 1\ntimeout = \"5\\u0000x\"\n"),
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\0'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("bad\\u{1b}[31mkey"), "{stderr}");
+}

@@ -144,6 +144,7 @@ fn without_source(message: &str) -> String {
                 .trim_start();
             !after_number.starts_with('|')
         })
+        .map(super::escape_controls)
         .collect::<Vec<_>>()
         .join(" ")
 }

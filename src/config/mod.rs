@@ -79,6 +79,22 @@ pub fn valid_port(authority: &http::uri::Authority) -> bool {
     }
 }
 
+/// `text` with control characters escaped (`\u{1b}`).
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.contains(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// One thing wrong in a config: where (check and key) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

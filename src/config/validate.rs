@@ -180,10 +180,12 @@ impl Validator {
             self.unlisted += 1;
             return;
         }
+        // Keys and values come from the file: a control character in one
+        // (an ANSI escape) must not reach a terminal or a log line raw.
         self.problems.push(Problem {
-            check: check.map(str::to_owned),
-            key: key.to_owned(),
-            message,
+            check: check.map(super::escape_controls),
+            key: super::escape_controls(key),
+            message: super::escape_controls(&message),
         });
     }
 
