@@ -1,7 +1,8 @@
 //! The hot paths, each measured alone: answering verdict endpoints from a
 //! snapshot, publishing a snapshot, recording one result into the state
-//! machine and the metrics model, rendering `/metrics`, and loading a large
-//! config. Run: `cargo bench --bench hot_paths`.
+//! machine and the metrics model, rendering `/metrics`, loading a large
+//! config, and a listener's connection table on accept. Run: `cargo bench
+//! --bench hot_paths`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -163,12 +164,36 @@ fn load_config(c: &mut Criterion) {
     group.finish();
 }
 
+/// What every accepted connection costs the table: entering it and leaving
+/// it, with 1,000 others open, and at the cap, where the oldest idle one
+/// is shed to make room.
+fn connection_table(c: &mut Criterion) {
+    use healthgate::server::conns::Table;
+    let mut group = c.benchmark_group("connection table");
+    let table = Table::new("lb", 1024, Arc::default());
+    let open: Vec<_> = (0..1000).map(|_| table.admit()).collect();
+    group.bench_function("admit and close, 1000 open", |b| {
+        b.iter(|| drop(black_box(table.admit())))
+    });
+    drop(open);
+    let full = Table::new("lb", 1024, Arc::default());
+    let mut open: std::collections::VecDeque<_> = (0..1024).map(|_| full.admit()).collect();
+    group.bench_function("admit at the cap, shedding the oldest idle", |b| {
+        b.iter(|| {
+            open.push_back(full.admit());
+            drop(open.pop_front());
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     endpoints,
     publish,
     record,
     render_metrics,
-    load_config
+    load_config,
+    connection_table
 );
 criterion_main!(benches);
