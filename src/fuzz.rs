@@ -66,15 +66,21 @@ body_regex = '(?s)^.{0,64}(up|UP)\b'
 json = { "/status" = "UP", "/n" = 3, "/a/0/b" = true, "/~1x~0y" = 1.5, "" = { k = "v" }, "/list" = [1, "two"], "/none" = false }
 "#;
 
+/// The single check of `text`'s probe spec.
+fn spec_of(text: &str) -> ProbeSpec {
+    let mut config =
+        load_str(Path::new("fuzz.toml"), text).unwrap_or_else(|e| panic!("a fuzz check: {e}"));
+    match config.checks.pop() {
+        Some(check) => check.probe,
+        None => panic!("a fuzz config without its check"),
+    }
+}
+
 fn http_probe() -> &'static HttpProbe {
     static PROBE: OnceLock<HttpProbe> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let mut config = load_str(Path::new("h.toml"), HTTP_CHECK)
-            .unwrap_or_else(|e| panic!("the fuzz http check: {e}"));
-        match config.checks.pop().map(|c| c.probe) {
-            Some(ProbeSpec::Http(spec)) => HttpProbe::new(spec),
-            _ => panic!("the fuzz http check is not http"),
-        }
+    PROBE.get_or_init(|| match spec_of(HTTP_CHECK) {
+        ProbeSpec::Http(spec) => HttpProbe::new(spec),
+        _ => panic!("the fuzz http check is not http"),
     })
 }
 
@@ -101,13 +107,9 @@ expect = '(?m)^\+PONG\r?$|^-ERR .{1,40}$'
 
 fn tcp_probe() -> &'static TcpProbe {
     static PROBE: OnceLock<TcpProbe> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let mut config = load_str(Path::new("t.toml"), TCP_CHECK)
-            .unwrap_or_else(|e| panic!("the fuzz tcp check: {e}"));
-        match config.checks.pop().map(|c| c.probe) {
-            Some(ProbeSpec::Tcp(spec)) => TcpProbe::new(spec),
-            _ => panic!("the fuzz tcp check is not tcp"),
-        }
+    PROBE.get_or_init(|| match spec_of(TCP_CHECK) {
+        ProbeSpec::Tcp(spec) => TcpProbe::new(spec),
+        _ => panic!("the fuzz tcp check is not tcp"),
     })
 }
 

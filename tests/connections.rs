@@ -7,7 +7,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -165,7 +164,7 @@ async fn a_connection_that_sends_no_request_is_closed_at_the_header_timeout() {
         key.display()
     ))
     .await;
-    let connector = tls_connector(&pki.ca_pem);
+    let connector = tls_client(&pki.ca_pem, None);
 
     let silent = async |addr: SocketAddr| {
         let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -248,22 +247,6 @@ async fn a_connection_that_sends_no_request_is_closed_at_the_header_timeout() {
     };
     assert!(timeouts("lb") >= 1.0, "{}", timeouts("lb"));
     assert!(timeouts("grpc") >= 2.0, "{}", timeouts("grpc"));
-}
-
-fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 /// `/metrics` from the admin listener.
