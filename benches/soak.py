@@ -194,6 +194,8 @@ def slope_per_hour(points):
 
 
 def main():
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
     ports = [free_port() for _ in range(5)]
     lb, admin, target_port, tcp_port, otlp_port = ports
     serve(Target, target_port)
@@ -260,8 +262,7 @@ def main():
     rss = [r / 1024 for _, r, _ in samples]
     fds = [f for _, _, f in samples]
     print(f"## Soak: {SECONDS} s, {CHECKS} checks every 2 s, a reload every 10 s\n")
-    print(f"healthgate {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}, "
-          f"{os.cpu_count()} CPUs.\n")
+    print(f"healthgate {commit} (HEAD when the soak began), {os.cpu_count()} CPUs.\n")
     print("| measure | value |")
     print("|---|---|")
     print(f"| alive at the end | {'yes' if alive else 'no (exit ' + str(proc.returncode) + ')'} |")
