@@ -116,7 +116,7 @@ fn tcp_probe() -> &'static TcpProbe {
 /// A tcp exchange step reading `answer` (then the peer closes).
 pub fn exchange(answer: &[u8]) {
     let probe = tcp_probe();
-    let Some(step) = probe_step(probe) else {
+    let Some(step) = probe.exchange_expect(0) else {
         return;
     };
     block_on(async {
@@ -132,10 +132,6 @@ pub fn exchange(answer: &[u8]) {
             seen.len()
         );
     });
-}
-
-fn probe_step(probe: &TcpProbe) -> Option<regex::Regex> {
-    probe.exchange_expect(0)
 }
 
 /// A context for the listeners, over a snapshot of a few checks.

@@ -71,7 +71,9 @@ fn list(problems: &[Problem]) -> String {
 /// takes as the scheme's default (80): a typo or a hostile redirect would
 /// probe another service.
 pub fn valid_port(authority: &http::uri::Authority) -> bool {
+    // The credentials may hold a `:` of their own.
     let text = authority.as_str();
+    let text = text.rsplit_once('@').map_or(text, |(_, host)| host);
     let after_host = text.rfind(']').map_or(text, |end| &text[end..]);
     match after_host.rsplit_once(':') {
         Some((_, "")) | None => true,

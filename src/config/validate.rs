@@ -1547,7 +1547,7 @@ fn secret_bearing(key: &str) -> bool {
 /// thinks, and a secret may sit there); a wrong value shows it only for
 /// keys that cannot hold a secret (`"5x"` for a duration helps).
 fn hide_values(key: &str, message: &str) -> String {
-    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+    for prefix in ["invalid type: ", "invalid value: "] {
         let Some(rest) = message.strip_prefix(prefix) else {
             continue;
         };
@@ -1675,6 +1675,8 @@ mod tests {
             "https://[::1]/",
             "https://[::1]:443/",
             "http://u:p@h:8080/",
+            "http://u:p@h/",
+            "http://u:p:q@[::1]/",
         ] {
             assert!(split_url(url).is_ok(), "{url}");
         }

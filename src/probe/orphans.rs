@@ -71,19 +71,28 @@ pub(crate) fn spawn(
 /// adopted meanwhile. Returns how many processes were killed.
 pub(crate) fn finished(pid: Option<u32>) -> usize {
     let pid = pid.and_then(|p| i32::try_from(p).ok());
-    let guard = with(|c| {
+    let adopting = with(|c| {
         if let Some(pid) = pid
             && c.spawned.remove(&pid)
         {
             c.order.retain(|p| *p != pid);
         }
-        c.adopting.then(|| c.spawned.clone())
+        c.adopting
     });
-    let Some(spawned) = guard else {
+    if !adopting {
         return 0;
-    };
+    }
+    // Read before the lock is taken again: a child that a run spawns
+    // meanwhile is either not listed yet or already recorded.
+    let listed = children();
+    let orphans: Vec<i32> = with(|c| {
+        listed
+            .into_iter()
+            .filter(|p| !c.spawned.contains(p))
+            .collect()
+    });
     let mut killed = 0;
-    for orphan in children().into_iter().filter(|p| !spawned.contains(p)) {
+    for orphan in orphans {
         let Some(pid) = Pid::from_raw(orphan) else {
             continue;
         };

@@ -165,9 +165,8 @@ impl Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.table.open.lock() {
-            open.remove(&self.id);
-        }
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.remove(&self.id);
     }
 }
 

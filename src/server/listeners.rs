@@ -181,9 +181,11 @@ fn settings(server: &Server, previous: Option<&Settings>) -> Result<Settings, Li
 
 fn spawn(kind: Kind, listener: TcpListener, ctx: &Context) -> Listening {
     let ctx = ctx.clone();
-    let conns = conns::Table::new(kind.label(), conns::cap(), ctx.shed.clone());
+    // The HTTP listeners' connections; the agent answers and closes at once.
+    let table = |ctx: &Context| conns::Table::new(kind.label(), conns::cap(), ctx.shed.clone());
     let listening = match kind {
         Kind::Lb => Listening::spawn(listener, |listener, stopped| {
+            let conns = table(&ctx);
             let settings = ctx.settings.clone();
             let tls = move || settings.load().tls.as_ref().map(|t| t.acceptor());
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -198,6 +200,7 @@ fn spawn(kind: Kind, listener: TcpListener, ctx: &Context) -> Listening {
             serve_http(listener, tls, service, conns, stopped)
         }),
         Kind::Admin => Listening::spawn(listener, |listener, stopped| {
+            let conns = table(&ctx);
             let settings = ctx.settings.clone();
             let tls = move || settings.load().admin_tls.as_ref().map(|t| t.acceptor());
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -207,6 +210,7 @@ fn spawn(kind: Kind, listener: TcpListener, ctx: &Context) -> Listening {
             serve_http(listener, tls, service, conns, stopped)
         }),
         Kind::Grpc => Listening::spawn(listener, |listener, stopped| {
+            let conns = table(&ctx);
             let settings = ctx.settings.clone();
             let tls = move || settings.load().tls.as_ref().map(|t| t.acceptor());
             serve_http(listener, tls, grpc::service(ctx), conns, stopped)
