@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Check, ProbeSpec};
+use crate::config::{Check, Source};
 use crate::health::Status;
 use crate::probe::{self, Outcome};
 
@@ -34,10 +34,10 @@ pub struct Row {
 pub async fn run_once(checks: &[Check]) -> Vec<Row> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, check) in checks.iter().enumerate() {
-        if matches!(check.probe, ProbeSpec::Push(_)) {
+        let Source::Probe(spec) = &check.source else {
             continue;
-        }
-        let probe = probe::build(&check.probe);
+        };
+        let probe = probe::build(spec);
         let timeout = check.schedule.timeout;
         tasks.spawn(async move { (index, probe::run(probe.as_ref(), timeout).await) });
     }
@@ -53,10 +53,10 @@ pub async fn run_once(checks: &[Check]) -> Vec<Row> {
         .iter()
         .zip(outcomes)
         .map(|(check, outcome)| {
-            if matches!(check.probe, ProbeSpec::Push(_)) {
+            if let Source::Push(_) = check.source {
                 return Row {
                     name: check.name.to_string(),
-                    kind: check.probe.kind(),
+                    kind: check.kind,
                     status: Status::Starting,
                     critical: check.critical,
                     duration_ms: 0.0,
@@ -84,7 +84,7 @@ fn row(check: &Check, outcome: Outcome) -> Row {
     };
     Row {
         name: check.name.to_string(),
-        kind: check.probe.kind(),
+        kind: check.kind,
         status,
         critical: check.critical,
         duration_ms: (outcome.duration.as_secs_f64() * 1e6).round() / 1e3,

@@ -17,8 +17,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::config::{Change, ProbeSpec, load_str};
+use crate::config::{Change, Source, load_str};
 use crate::health::{Health, Published, Slot};
+use crate::probe::ProbeSpec;
 use crate::probe::http::{Answer, HttpProbe};
 use crate::probe::tcp::TcpProbe;
 use crate::server::{Context, routes};
@@ -71,7 +72,10 @@ fn spec_of(text: &str) -> ProbeSpec {
     let mut config =
         load_str(Path::new("fuzz.toml"), text).unwrap_or_else(|e| panic!("a fuzz check: {e}"));
     match config.checks.pop() {
-        Some(check) => check.probe,
+        Some(check) => match check.source {
+            Source::Probe(spec) => spec,
+            Source::Push(_) => panic!("a fuzz check that is not probed"),
+        },
         None => panic!("a fuzz config without its check"),
     }
 }

@@ -185,7 +185,9 @@ impl Probe for Flapping {
 fn engine(checks: Vec<Check>) -> Engine {
     Engine::start_with(
         checks,
-        Box::new(|_: &Check| Arc::new(Flapping::default()) as Arc<dyn Probe>),
+        Box::new(|_: &Check, _: &healthgate::probe::ProbeSpec| {
+            Arc::new(Flapping::default()) as Arc<dyn Probe>
+        }),
         Arc::new(()),
     )
 }

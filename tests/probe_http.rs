@@ -5,6 +5,8 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use healthgate::config::{CheckConfig, Source, TypeSection};
+use healthgate::probe::http::HttpConfig;
 use healthgate::probe::{self, Category, Outcome};
 use support::*;
 
@@ -340,11 +342,16 @@ async fn a_fresh_connection_per_run_unless_reuse_is_set() {
     let s = TestServer::start().await;
     for reuse in [false, true] {
         let before = s.counters.connections.load(Ordering::SeqCst);
-        let check = one_check(&format!(
-            "[[checks]]\nname = \"t\"\ntype = \"http\"\nurl = \"{}\"\nreuse_connection = {reuse}",
-            s.url("/ok")
-        ));
-        let probe = probe::build(&check.probe);
+        let mut http = HttpConfig::get(s.url("/ok"));
+        http.reuse_connection = reuse;
+        let check = CheckConfig::new("t", TypeSection::Http(http))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let Source::Probe(spec) = &check.source else {
+            panic!("an http check is probed");
+        };
+        let probe = probe::build(spec);
         for _ in 0..3 {
             assert_passes(&probe::run(probe.as_ref(), Duration::from_secs(2)).await);
         }

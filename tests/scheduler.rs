@@ -63,7 +63,9 @@ fn engine(toml: &str, probes: &[Arc<Scripted>]) -> Engine {
         .collect();
     Engine::start_with(
         config.checks,
-        Box::new(move |check: &Check| by_name[&*check.name].clone()),
+        Box::new(move |check: &Check, _: &healthgate::probe::ProbeSpec| {
+            by_name[&*check.name].clone()
+        }),
         Arc::new(()),
     )
 }
@@ -383,7 +385,9 @@ mod apply {
             .collect();
         Engine::start_with(
             config(toml).checks,
-            Box::new(move |check: &Check| by_name[&*check.name].clone()),
+            Box::new(move |check: &Check, _: &healthgate::probe::ProbeSpec| {
+                by_name[&*check.name].clone()
+            }),
             Arc::new(()),
         )
     }

@@ -1,21 +1,33 @@
-//! Configuration: the file's model, loading (file + environment) and validation.
+//! Configuration: loading (file + environment), the problem collector, the
+//! schedule every check shares, the check table, the root sections and the
+//! rules across their keys, and the diff a reload applies. Each check type's
+//! own keys live beside its runner (`probe::http::config`, ...).
 //!
-//! `load` is the one path from a file to a running [`Config`]: `healthgate
-//! validate`, `check`, `run` and (later) reload all go through it.
+//! [`load`] is the one path from a file to a running [`Config`]: `healthgate
+//! validate`, `check`, `run` and reload all go through it.
 
+pub mod bounded;
+mod check;
 mod diff;
 pub mod duration;
 mod listener_tls;
 mod load;
 pub mod model;
+pub mod problems;
 mod resolved;
+mod schedule;
 mod validate;
 
+pub use check::{
+    Check, CheckCommon, CheckConfig, CheckName, Definition, LatencySection, MaxDuration, SlowMode,
+    Source, TypeSection,
+};
 pub use diff::{Change, Diff};
 pub use listener_tls::{ListenerTlsError, server_config};
 pub use load::{ENV_SECTIONS, Format, MAX_CONFIG_BYTES, MAX_DEPTH, load, load_str, read};
-pub use model::{Group, Groups};
+pub use problems::{Problems, Scope};
 pub use resolved::*;
+pub use schedule::{Schedule, ScheduleSection, Window};
 pub use validate::validate;
 
 use std::path::PathBuf;

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::Group;
 use super::Status;
 use super::snapshot::{CheckView, Drain, Verdict};
-use crate::config::Group;
 
 /// How many check names a one-line reason lists before "and N more".
 const NAMES_IN_REASON: usize = 5;

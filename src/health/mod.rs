@@ -2,6 +2,7 @@
 //! and the aggregate turns statuses into verdicts. No I/O happens here.
 
 pub mod aggregate;
+mod groups;
 mod snapshot;
 mod state;
 
@@ -11,6 +12,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+pub use groups::{Group, Groups};
 pub use snapshot::{
     CheckView, Drain, DrainMode, LastRun, Phases, Published, RECENT_RUNS, ReloadRecord, Reloads,
     Snapshot, Verdict,
@@ -210,7 +212,7 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
     let check = &slot.check;
     let view = CheckView {
         name: check.name.clone(),
-        kind: check.probe.kind(),
+        kind: check.kind,
         groups: check.groups,
         critical: check.critical,
         dependency: check.dependency,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::Status;
-use crate::config::{Group, Groups};
+use super::{Group, Groups};
 use crate::probe::Category;
 
 /// Where the latest snapshot lives: one writer (the engine), many lock-free

@@ -1,17 +1,17 @@
 //! Probes observe: each runs once against its target and returns an [`Outcome`].
 //! They keep no verdict state; thresholds live in `health`.
 
-mod cert;
-mod disk;
-mod dns;
-mod exec;
-mod grpc;
-pub(crate) mod http;
-mod memory;
+pub mod cert;
+pub mod disk;
+pub mod dns;
+pub mod exec;
+pub mod grpc;
+pub mod http;
+pub mod memory;
 mod net;
 pub mod orphans;
-pub(crate) mod tcp;
-mod tls;
+pub mod tcp;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-
-use crate::config::{DiskSpec, DnsSpec, ExecSpec, GrpcSpec, MemorySpec, ProbeSpec, TlsProbeSpec};
 
 pub use cert::CertProbe;
 pub use disk::DiskProbe;
@@ -394,32 +392,39 @@ pub trait Probe: Send + Sync + 'static {
     fn check(&self, deadline: Instant) -> BoxFuture<'_, Outcome>;
 }
 
+/// What a check probes, resolved from its section and ready to run.
+#[derive(Debug, Clone)]
+pub enum ProbeSpec {
+    /// An HTTP(S) request.
+    Http(Arc<http::HttpSpec>),
+    /// A TCP connect.
+    Tcp(tcp::TcpSpec),
+    /// A command.
+    Exec(Box<exec::ExecSpec>),
+    /// A gRPC health check.
+    Grpc(Box<grpc::GrpcSpec>),
+    /// A DNS query.
+    Dns(Box<dns::DnsSpec>),
+    /// A TLS handshake.
+    Tls(Box<cert::TlsProbeSpec>),
+    /// Disk space and inodes.
+    Disk(Box<disk::DiskSpec>),
+    /// Memory against its limit.
+    Memory(Box<memory::MemorySpec>),
+}
+
 /// Builds the probe for a validated spec. Built once per check, so clients,
 /// TLS configs and compiled patterns are shared by every run.
 pub fn build(spec: &ProbeSpec) -> Arc<dyn Probe> {
     match spec {
         ProbeSpec::Http(s) => Arc::new(HttpProbe::new(s.clone())),
         ProbeSpec::Tcp(s) => Arc::new(TcpProbe::new(s.clone())),
-        ProbeSpec::Exec(s) => Arc::new(ExecProbe::new(ExecSpec::clone(s))),
-        ProbeSpec::Tls(s) => Arc::new(CertProbe::new(TlsProbeSpec::clone(s))),
-        ProbeSpec::Grpc(s) => Arc::new(GrpcProbe::new(GrpcSpec::clone(s))),
-        ProbeSpec::Disk(s) => Arc::new(DiskProbe::new(DiskSpec::clone(s))),
-        ProbeSpec::Memory(s) => Arc::new(MemoryProbe::new(MemorySpec::clone(s))),
-        ProbeSpec::Dns(s) => Arc::new(DnsProbe::new(DnsSpec::clone(s))),
-        ProbeSpec::Push(_) => Arc::new(NotProbed),
-    }
-}
-
-/// A push check's stand-in where something asks to run it once (`healthgate
-/// check`): it is judged only on reports, which arrive while running.
-struct NotProbed;
-
-impl Probe for NotProbed {
-    fn check(&self, _deadline: Instant) -> BoxFuture<'_, Outcome> {
-        Box::pin(std::future::ready(Outcome::fail(
-            Category::TtlExpired,
-            "a push check is judged on the reports posted to a running healthgate",
-        )))
+        ProbeSpec::Exec(s) => Arc::new(ExecProbe::new(exec::ExecSpec::clone(s))),
+        ProbeSpec::Tls(s) => Arc::new(CertProbe::new(cert::TlsProbeSpec::clone(s))),
+        ProbeSpec::Grpc(s) => Arc::new(GrpcProbe::new(grpc::GrpcSpec::clone(s))),
+        ProbeSpec::Disk(s) => Arc::new(DiskProbe::new(disk::DiskSpec::clone(s))),
+        ProbeSpec::Memory(s) => Arc::new(MemoryProbe::new(memory::MemorySpec::clone(s))),
+        ProbeSpec::Dns(s) => Arc::new(DnsProbe::new(dns::DnsSpec::clone(s))),
     }
 }
 

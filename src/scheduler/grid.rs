@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{Check, ProbeSpec, Schedule};
+use crate::config::{Check, Schedule, Source};
 
 /// Probes meant to share one step of the grid.
 const PER_STEP: f64 = 10.0;
@@ -29,7 +29,7 @@ const FINEST: Duration = Duration::from_millis(1);
 pub fn step_for(checks: &[Check]) -> Duration {
     let rate: f64 = checks
         .iter()
-        .filter(|c| !matches!(c.probe, ProbeSpec::Push(_)))
+        .filter(|c| matches!(c.source, Source::Probe(_)))
         .map(|c| 1.0 / c.schedule.interval.as_secs_f64().max(1e-9))
         .sum();
     if rate <= 0.0 {

@@ -10,8 +10,41 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
+use serde::{Deserialize, Serialize};
+
 use super::{Message, Report};
+use crate::config::Scope;
+use crate::config::bounded::Period;
 use crate::probe::{self, Category, Outcome};
+
+/// `type = "push"`: nothing is probed; the service (or a batch job) reports
+/// with `POST /api/checks/{name}/report` on the admin listener (the admin
+/// API's auth applies), body `{"status": "pass" | "warn" | "fail",
+/// "message": "..."}`. Each report counts as one run at once; with no report
+/// for `ttl` the check fails (`ttl_expired`), and again every `ttl` after.
+/// For workers that cannot be probed from outside (as Consul's TTL checks).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Longest time between two reports, more than 0s and at most `"365d"`.
+    pub ttl: Period,
+}
+
+/// A validated push check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushSpec {
+    /// Longest time between reports.
+    pub ttl: Duration,
+}
+
+impl PushConfig {
+    /// The spec: every rule of a push check is in its types.
+    pub fn resolve(self, _: &mut Scope<'_>) -> Option<PushSpec> {
+        Some(PushSpec {
+            ttl: self.ttl.get(),
+        })
+    }
+}
 
 /// Reports waiting for one check's task; a reporter faster than that is told to slow down.
 const INBOX: usize = 16;

@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 
 use super::metrics::{self, AdminBody};
 use super::{Context, routes};
-use crate::config::Group;
+use crate::health::Group;
 use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
 use crate::scheduler::{PushReport, Refused, Reported};
 

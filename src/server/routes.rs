@@ -16,7 +16,7 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
-use crate::config::Group;
+use crate::health::Group;
 use crate::health::{CheckView, LastRun, Reloads, Snapshot, Status, Verdict, aggregate};
 
 const TEXT: &str = "text/plain; charset=utf-8";

@@ -545,7 +545,10 @@ pub async fn run_probe(kind: &str, body: &str) -> healthgate::probe::Outcome {
     let check = one_check(&format!(
         "[[checks]]\nname = \"t\"\ntype = \"{kind}\"\n{body}"
     ));
-    let probe = healthgate::probe::build(&check.probe);
+    let healthgate::config::Source::Probe(spec) = &check.source else {
+        panic!("a {kind} check is not probed");
+    };
+    let probe = healthgate::probe::build(spec);
     tokio::time::timeout(
         TEST_DEADLINE,
         healthgate::probe::run(probe.as_ref(), check.schedule.timeout),

@@ -9,7 +9,9 @@ use rustls::ClientConfig;
 use tokio::time::Instant;
 
 use super::{BoxFuture, Category, Outcome, Probe, Target, Timer, net, tls};
-use crate::config::TlsProbeSpec;
+
+mod config;
+pub use config::{TlsExpectSection, TlsProbeConfig, TlsProbeSpec};
 
 /// Checks a TLS endpoint's certificate.
 pub struct CertProbe {

@@ -10,7 +10,9 @@ use tokio::time::Instant;
 
 use super::disk::bytes;
 use super::{BoxFuture, Category, Outcome, Probe};
-use crate::config::MemorySpec;
+
+mod config;
+pub use config::{MemoryConfig, MemorySpec};
 
 /// Most bytes read of one cgroup or proc file (they are a few hundred bytes).
 const MAX_FILE: u64 = 64 * 1024;

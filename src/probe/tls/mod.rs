@@ -1,5 +1,6 @@
 //! TLS for the probes: rustls client configs (one per check, built once),
-//! the handshake with its failures named, and certificate expiry.
+//! the handshake with its failures named, and certificate expiry; and the
+//! `[checks.tls]` section every TLS-speaking check type shares.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,8 +18,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::{Category, Outcome};
-use crate::config::TlsSpec;
-use crate::config::model::RootsKind;
+
+mod config;
+pub use config::{RootsKind, TlsSection, TlsSpec};
 
 /// The client config for `spec` offering HTTP/1.1 by ALPN, or why it cannot be built.
 pub fn client_config(spec: &TlsSpec) -> Result<Arc<ClientConfig>, String> {

@@ -17,7 +17,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::{BoxFuture, Category, Outcome, Probe, Target, Timer, net, tls};
-use crate::config::GrpcSpec;
+
+mod config;
+pub use config::{GrpcConfig, GrpcSpec};
 
 /// Asks a gRPC server's health service.
 pub struct GrpcProbe {

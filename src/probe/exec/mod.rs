@@ -13,7 +13,9 @@ use tokio::process::Command;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::{BoxFuture, Category, Outcome, Probe};
-use crate::config::{ExecSpec, ExitCodes};
+
+mod config;
+pub use config::{CommandLine, ExecConfig, ExecExpectSection, ExecSpec, ExitCodes, ExitCodesKind};
 
 /// How long to wait for a killed group's pipes to close and its leader to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(1);

@@ -9,7 +9,10 @@ use nix::sys::statvfs::statvfs;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BoxFuture, Category, Outcome, Probe};
-use crate::config::DiskSpec;
+
+mod config;
+pub(crate) use config::default_fail_above;
+pub use config::{DiskConfig, DiskSpec};
 
 /// Checks a filesystem's fill level.
 pub struct DiskProbe {

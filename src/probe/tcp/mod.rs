@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BoxFuture, Category, Outcome, Probe, Target, net};
-use crate::config::TcpSpec;
+
+mod config;
+pub use config::{ExchangeStep, Step, TcpConfig, TcpSpec};
 
 /// Connects to `host:port`.
 pub struct TcpProbe {

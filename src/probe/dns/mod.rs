@@ -11,7 +11,9 @@ use hickory_resolver::{ResolveErrorKind, TokioResolver};
 use tokio::time::{Instant, timeout_at};
 
 use super::{BoxFuture, Category, Outcome, Probe};
-use crate::config::DnsSpec;
+
+mod config;
+pub use config::{DnsConfig, DnsExpectSection, DnsProtocol, DnsSpec};
 
 /// Asks a resolver one question.
 pub struct DnsProbe {

@@ -18,7 +18,9 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BoxFuture, Category, Outcome, Phase, Probe, Target, Timer, net, tls};
-use crate::config::HttpSpec;
+
+mod config;
+pub use config::{HttpConfig, HttpExpect, HttpExpectSection, HttpSpec, StatusMatch, StatusPattern};
 
 const MAX_REDIRECTS: usize = 10;
 const USER_AGENT_VALUE: &str = concat!("healthgate/", env!("CARGO_PKG_VERSION"));
