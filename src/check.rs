@@ -167,8 +167,11 @@ pub fn select(checks: Vec<Check>, names: &[String]) -> Result<Vec<Check>, String
 
 /// A check of the gateway's own `path` on `server.listen` (an unspecified
 /// address becomes loopback). The certificate is not verified over TLS: the
-/// peer is this host's own listener.
+/// peer is this host's own listener. Built in code, so no `HEALTHGATE_*`
+/// variable reaches it.
 pub fn own_endpoint(server: &crate::config::Server, path: &str) -> Result<Check, String> {
+    use crate::config::{CheckConfig, TypeSection, bounded::Period};
+    use crate::probe::http::HttpConfig;
     let mut addr = server.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
@@ -181,16 +184,19 @@ pub fn own_endpoint(server: &crate::config::Server, path: &str) -> Result<Check,
     } else {
         "http"
     };
-    let toml = format!(
-        "[[checks]]\nname = \"healthgate{}\"\ntype = \"http\"\nurl = \"{scheme}://{addr}{path}\"\n\
-         timeout = \"2s\"\ntls.insecure_skip_verify = true\n",
-        path.replace('/', "-")
-    );
-    let config = crate::config::load_str(std::path::Path::new("self.toml"), &toml)
-        .map_err(|e| e.to_string())?;
-    config
-        .checks
-        .into_iter()
-        .next()
-        .ok_or_else(|| "no check built".to_owned())
+    let mut http = HttpConfig::get(format!("{scheme}://{addr}{path}"));
+    http.tls.insecure_skip_verify = true;
+    let name = format!("healthgate{}", path.replace('/', "-"));
+    let mut check = CheckConfig::new(&name, TypeSection::Http(http))?;
+    check.schedule.timeout = Some(Period::new(OWN_ENDPOINT_TIMEOUT)?);
+    check.resolve().map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
+
+/// How long `healthgate get` waits for the gateway's answer.
+const OWN_ENDPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -44,13 +44,13 @@ const MAX_RELOAD_MESSAGE: usize = 1000;
 /// the next one ends the process at once.
 pub type Signals = tokio::sync::mpsc::Receiver<&'static str>;
 
-/// Runs the gateway for `config` (read from `path` as `text`) until a
+/// Runs the gateway for `config` (read from `path`, which held `content`) until a
 /// signal arrives, reloading the config as it changes; then drains (see
 /// [`config::model::DrainSection`]) and stops. Binds the listeners first, so
 /// a taken port fails at once.
 pub async fn run(
     path: &Path,
-    text: &str,
+    content: config::Content,
     mut config: Config,
     mut signals: Signals,
 ) -> Result<(), RunError> {
@@ -69,7 +69,7 @@ pub async fn run(
         traces: traces.clone(),
     });
     // Watch before announcing: an edit made once we say we serve is never missed.
-    let mut reloader = Reloader::new(path, text, &config.reload);
+    let mut reloader = Reloader::new(path, content, &config.reload);
     // The engine owns the checks it runs; `current` keeps the rest of the
     // config: a second copy of every check cost 4-6 MB of RSS at 5,000 checks.
     let count = config.checks.len();

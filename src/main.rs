@@ -155,12 +155,12 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Run(arg) => match load_text(&arg) {
-            Ok((text, config)) => serve(&arg, &text, config).await,
+        Command::Run(arg) => match load_content(&arg) {
+            Ok((content, config)) => serve(&arg, content, config).await,
             Err(code) => code,
         },
         Command::Demo { config, upstream } => {
-            let (text, loaded) = match load_text(&config) {
+            let (content, loaded) = match load_content(&config) {
                 Ok(loaded) => loaded,
                 Err(code) => return code,
             };
@@ -177,7 +177,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 "demo upstream up; watch `curl -s localhost:{}/readyz?verbose`, flip it with `curl -XPOST {upstream}/toggle`",
                 loaded.server.listen.port()
             );
-            serve(&config, &text, loaded).await
+            serve(&config, content, loaded).await
         }
     }
 }
@@ -191,8 +191,8 @@ fn exit_code(rows: &[healthgate::check::Row]) -> ExitCode {
     }
 }
 
-async fn serve(arg: &ConfigArg, text: &str, config: Config) -> ExitCode {
-    match healthgate::run(&arg.config, text, config, signals()).await {
+async fn serve(arg: &ConfigArg, content: config::Content, config: Config) -> ExitCode {
+    match healthgate::run(&arg.config, content, config, signals()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -202,17 +202,19 @@ async fn serve(arg: &ConfigArg, text: &str, config: Config) -> ExitCode {
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
-    load_text(arg).map(|(_, config)| config)
+    load_content(arg).map(|(_, config)| config)
 }
 
-/// The config and the text it came from (the reloader compares later content with it).
-fn load_text(arg: &ConfigArg) -> Result<(String, Config), ExitCode> {
-    let result = config::read(&arg.config)
-        .and_then(|text| config::load_str(&arg.config, &text).map(|config| (text, config)));
-    result.map_err(|e| {
-        report(&e);
-        ExitCode::from(EXIT_CONFIG)
-    })
+/// The config and what its file held (the reloader compares later content with it).
+fn load_content(arg: &ConfigArg) -> Result<(config::Content, Config), ExitCode> {
+    let loaded = config::load(&arg.config);
+    match loaded.config {
+        Ok(config) => Ok((loaded.content, config)),
+        Err(e) => {
+            report(&e);
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
 }
 
 /// The problems go to stderr as plain lines, whatever the log format: a person reads them.

@@ -209,10 +209,12 @@ async fn pass_time() {
 
 /// Starts `a`, runs it, reloads to `b` (when it loads), runs that, and drains.
 async fn start_and_reload(dir: &Path, a: (String, Config), b: Option<Config>) {
-    let (text, mut config) = a;
+    let (text, _) = a;
     let path = dir.join("healthgate.toml");
     std::fs::write(&path, &text).unwrap();
-    let mut reloader = Reloader::new(&path, &text, &config.reload);
+    let loaded = healthgate::config::load(&path);
+    let mut config = loaded.config.expect("loads from the file as from the text");
+    let mut reloader = Reloader::new(&path, loaded.content, &config.reload);
     let mut engine = engine(std::mem::take(&mut config.checks));
     pass_time().await;
     if let Some(mut b) = b {

@@ -335,6 +335,30 @@ async fn get_asks_the_running_gateway_for_a_verdict() {
     })
     .await;
     assert_eq!(get("/livez").await, Some(0), "liveness has no checks here");
+    // The check `get` makes is built in code: a `HEALTHGATE_*` override
+    // that the config on disk satisfies (an exposed admin listener, with a
+    // token) does not reach it.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret").unwrap();
+    let exposed = dir.path().join("exposed.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &exposed,
+        format!("{text}\n[server.admin]\ntoken_file = {:?}\n", token),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(bin())
+        .args(["get", "--config", exposed.to_str().unwrap(), "/livez"])
+        .env("HEALTHGATE_SERVER__ADMIN_LISTEN", "0.0.0.0:1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(gw);
     eventually(WITHIN, "nothing listening: exit 1", || async {
         get("/livez").await == Some(1)

@@ -44,9 +44,47 @@ pub const MAX_DEPTH: usize = 32;
 /// The sections environment variables may override.
 pub const ENV_SECTIONS: [&str; 4] = ["server", "reload", "telemetry", "defaults"];
 
-/// Reads, parses and validates the config at `path`, with environment overrides.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_str(path, &read(path)?)
+/// One read of the config file: what it held, to tell a later change from
+/// a touch, and the config it gives, or why it gives none.
+#[derive(Debug)]
+pub struct Loaded {
+    /// What the file held.
+    pub content: Content,
+    /// The validated config, or every reason there is none.
+    pub config: Result<Config, ConfigError>,
+}
+
+/// What a read of the config file found: a digest of its text, or why it
+/// could not be read. Equal contents mean nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// The text's digest.
+    Text(u64),
+    /// The file could not be read, for this reason.
+    Unreadable(String),
+}
+
+/// Reads, parses and validates the config at `path`, with environment
+/// overrides: the one path from a file to a config, for every command and
+/// for reload.
+pub fn load(path: &Path) -> Loaded {
+    match read(path) {
+        Ok(text) => Loaded {
+            content: Content::Text(digest(&text)),
+            config: load_str(path, &text),
+        },
+        Err(error) => Loaded {
+            content: Content::Unreadable(error.to_string()),
+            config: Err(error),
+        },
+    }
+}
+
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The text of the config at `path`: a regular file (symlinks followed) of

@@ -24,7 +24,9 @@ pub use check::{
 };
 pub use diff::{Change, Diff};
 pub use listener_tls::{ListenerTlsError, server_config};
-pub use load::{ENV_SECTIONS, Format, MAX_CONFIG_BYTES, MAX_DEPTH, load, load_str, read};
+pub use load::{
+    Content, ENV_SECTIONS, Format, Loaded, MAX_CONFIG_BYTES, MAX_DEPTH, load, load_str, read,
+};
 pub use problems::{Problems, Scope};
 pub use resolved::*;
 pub use schedule::{Schedule, ScheduleSection, Window};

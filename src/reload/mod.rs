@@ -4,34 +4,26 @@
 
 mod triggers;
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 pub use triggers::{Trigger, Triggers};
 
 use crate::config::model::ReloadSection;
-use crate::config::{self, Config, ConfigError};
-
-/// What was last read, so a touch or an event without a change does nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    Content(u64),
-    Unreadable(String),
-}
+use crate::config::{self, Config, ConfigError, Content};
 
 /// Produces the configs to try, one per real change.
 pub struct Reloader {
     path: PathBuf,
-    seen: Seen,
+    seen: Content,
     triggers: Triggers,
 }
 
 impl Reloader {
-    /// Starts watching; `text` is the content the running config came from.
-    pub fn new(path: &Path, text: &str, settings: &ReloadSection) -> Self {
+    /// Starts watching; `content` is what the running config was read from.
+    pub fn new(path: &Path, content: Content, settings: &ReloadSection) -> Self {
         Self {
             path: path.to_owned(),
-            seen: Seen::Content(hash(text)),
+            seen: content,
             triggers: Triggers::new(path, settings),
         }
     }
@@ -47,34 +39,23 @@ impl Reloader {
         loop {
             let trigger = self.triggers.next().await;
             let path = self.path.clone();
-            let read = tokio::task::spawn_blocking(move || config::read(&path)).await;
-            let (seen, result) = match read {
-                Ok(Ok(text)) => (
-                    Seen::Content(hash(&text)),
-                    config::load_str(&self.path, &text),
-                ),
-                Ok(Err(error)) => (Seen::Unreadable(error.to_string()), Err(error)),
-                Err(join) => (
-                    Seen::Unreadable(join.to_string()),
-                    Err(ConfigError::Read {
+            let loaded = match tokio::task::spawn_blocking(move || config::load(&path)).await {
+                Ok(loaded) => loaded,
+                Err(join) => config::Loaded {
+                    content: Content::Unreadable(join.to_string()),
+                    config: Err(ConfigError::Read {
                         path: self.path.clone(),
                         source: std::io::Error::other(join.to_string()),
                     }),
-                ),
+                },
             };
-            if seen == self.seen && trigger != Trigger::Signal {
+            if loaded.content == self.seen && trigger != Trigger::Signal {
                 tracing::debug!(?trigger, "config re-read; content unchanged");
                 continue;
             }
             tracing::debug!(?trigger, "config changed; reloading");
-            self.seen = seen;
-            return result;
+            self.seen = loaded.content;
+            return loaded.config;
         }
     }
-}
-
-fn hash(text: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
 }
