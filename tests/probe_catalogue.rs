@@ -1,4 +1,4 @@
-//! grpc, dns, tls, disk and memory probes against real peers and real files
+//! grpc, dns, tls, udp, disk and memory probes against real peers and real files
 //! on this machine: a tonic server with tonic-health, a DNS responder built
 //! on hickory-proto's message types, TLS servers with certificates made by
 //! rcgen, statvfs checked against `df`, and cgroup files the test writes.
@@ -730,5 +730,88 @@ mod memory {
         assert!(o.warning.is_none(), "{o:?}");
         // This process's own cgroup (v2 where the machine has it, else the host).
         assert!(run_probe("memory", "fail_above = 100").await.passed());
+    }
+}
+
+mod udp {
+    use super::*;
+
+    fn assert_passes(outcome: &healthgate::probe::Outcome) {
+        assert!(outcome.passed(), "expected a pass, got {outcome:?}");
+    }
+
+    /// A UDP peer answering `pong <what was sent>` to every datagram.
+    async fn echo() -> SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0; 2048];
+            while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+                let mut answer = b"pong ".to_vec();
+                answer.extend_from_slice(&buf[..len]);
+                let _ = socket.send_to(&answer, from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_answer_passes_and_a_wrong_one_does_not() {
+        let addr = echo().await;
+        let o = run_probe("udp", &format!("address = \"{addr}\"\nsend = \"ping\"")).await;
+        assert_passes(&o);
+        assert!(o.message.contains("9 bytes"), "{}", o.message);
+        let o = run_probe(
+            "udp",
+            &format!("address = \"{addr}\"\nsend = \"ping\"\nexpect = \"^pong ping$\""),
+        )
+        .await;
+        assert_passes(&o);
+        let o = run_probe(
+            "udp",
+            &format!("address = \"{addr}\"\nsend = \"ping\"\nexpect = \"^PONG\""),
+        )
+        .await;
+        assert_fails(&o, Category::ResponseMismatch);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_and_a_silent_peer_times_out() {
+        // A port nothing listens on: the kernel answers ICMP port unreachable.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let o = run_probe("udp", &format!("address = \"{addr}\"\nsend = \"ping\"")).await;
+        assert_fails(&o, Category::ConnectRefused);
+        // A peer that reads and never answers.
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let started = tokio::time::Instant::now();
+        let o = run_probe(
+            "udp",
+            &format!("address = \"{addr}\"\nsend = \"ping\"\ntimeout = \"300ms\""),
+        )
+        .await;
+        assert_fails(&o, Category::Timeout);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "bounded by the timeout"
+        );
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_bound_is_cut_there() {
+        let addr = echo().await;
+        let o = run_probe(
+            "udp",
+            &format!(
+                "address = \"{addr}\"\nsend = \"{}\"\nmax_response_bytes = 16\nexpect = \"^pong x{{11}}$\"",
+                "x".repeat(1000)
+            ),
+        )
+        .await;
+        assert_passes(&o);
+        assert!(o.message.starts_with("16 bytes"), "{}", o.message);
     }
 }

@@ -22,6 +22,7 @@ use crate::probe::grpc::GrpcConfig;
 use crate::probe::http::HttpConfig;
 use crate::probe::memory::MemoryConfig;
 use crate::probe::tcp::TcpConfig;
+use crate::probe::udp::UdpConfig;
 use crate::probe::{ProbeSpec, human};
 use crate::scheduler::push::{PushConfig, PushSpec};
 
@@ -58,6 +59,8 @@ pub enum TypeSection {
     Disk(DiskConfig),
     /// `type = "memory"`
     Memory(MemoryConfig),
+    /// `type = "udp"`
+    Udp(UdpConfig),
     /// `type = "push"`
     Push(PushConfig),
 }
@@ -77,6 +80,7 @@ impl TypeSection {
             TypeSection::Tls(c) => ProbeSpec::Tls(Box::new(c.resolve(p)?)),
             TypeSection::Disk(c) => ProbeSpec::Disk(Box::new(c.resolve(p)?)),
             TypeSection::Memory(c) => ProbeSpec::Memory(Box::new(c.resolve(p)?)),
+            TypeSection::Udp(c) => ProbeSpec::Udp(Box::new(c.resolve(p)?)),
             TypeSection::Push(c) => return c.resolve(p).map(Source::Push),
         };
         Some(Source::Probe(probe))

@@ -12,6 +12,7 @@ mod net;
 pub mod orphans;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +29,7 @@ pub use grpc::GrpcProbe;
 pub use http::HttpProbe;
 pub use memory::MemoryProbe;
 pub use tcp::TcpProbe;
+pub use udp::UdpProbe;
 
 /// Why a probe failed. A small, stable set: dashboards and alerts group by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -411,6 +413,8 @@ pub enum ProbeSpec {
     Disk(Box<disk::DiskSpec>),
     /// Memory against its limit.
     Memory(Box<memory::MemorySpec>),
+    /// A datagram and its answer.
+    Udp(Box<udp::UdpSpec>),
 }
 
 /// Builds the probe for a validated spec. Built once per check, so clients,
@@ -425,6 +429,7 @@ pub fn build(spec: &ProbeSpec) -> Arc<dyn Probe> {
         ProbeSpec::Disk(s) => Arc::new(DiskProbe::new(disk::DiskSpec::clone(s))),
         ProbeSpec::Memory(s) => Arc::new(MemoryProbe::new(memory::MemorySpec::clone(s))),
         ProbeSpec::Dns(s) => Arc::new(DnsProbe::new(dns::DnsSpec::clone(s))),
+        ProbeSpec::Udp(s) => Arc::new(UdpProbe::new(udp::UdpSpec::clone(s))),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Resolving and connecting, shared by the tcp and http probes, each failure
+//! Resolving and connecting, shared by the tcp, udp and http probes, each failure
 //! named by its stage.
 
 use std::io;
@@ -17,6 +17,20 @@ pub async fn connect(
     deadline: Instant,
     phases: &mut Vec<Phase>,
 ) -> Result<TcpStream, Outcome> {
+    let addrs = resolve(host, port, deadline, phases).await?;
+    let timer = Timer::start();
+    let connected = connect_any(host, addrs, deadline).await;
+    phases.push(timer.finish("connect"));
+    connected
+}
+
+/// The addresses of `host:port` (a name is resolved, timing the `dns` phase into `phases`).
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+    phases: &mut Vec<Phase>,
+) -> Result<Vec<SocketAddr>, Outcome> {
     let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => {
@@ -40,10 +54,13 @@ pub async fn connect(
             }
         }
     };
-    let timer = Timer::start();
-    let connected = connect_any(host, addrs, deadline).await;
-    phases.push(timer.finish("connect"));
-    connected
+    if addrs.is_empty() {
+        return Err(Outcome::fail(
+            Category::Dns,
+            format!("{host} resolved to no address"),
+        ));
+    }
+    Ok(addrs)
 }
 
 async fn connect_any(
