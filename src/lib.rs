@@ -46,7 +46,7 @@ pub type Signals = tokio::sync::mpsc::Receiver<&'static str>;
 
 /// Runs the gateway for `config` (read from `path`, which held `content`) until a
 /// signal arrives, reloading the config as it changes; then drains (see
-/// [`config::model::DrainSection`]) and stops. Binds the listeners first, so
+/// [`config::DrainSection`]) and stops. Binds the listeners first, so
 /// a taken port fails at once.
 pub async fn run(
     path: &Path,
@@ -144,7 +144,7 @@ pub async fn run(
 async fn drain(
     drains: &scheduler::Drains,
     seen: &server::DrainSeen,
-    settings: &config::model::DrainSection,
+    settings: &config::DrainSection,
     signal: &str,
 ) {
     let began = tokio::time::Instant::now();

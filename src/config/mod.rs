@@ -12,7 +12,7 @@ mod diff;
 pub mod duration;
 mod listener_tls;
 mod load;
-pub mod model;
+mod model;
 pub mod problems;
 mod resolved;
 mod schedule;
@@ -26,6 +26,13 @@ pub use diff::{Change, Diff};
 pub use listener_tls::{ListenerTlsError, server_config};
 pub use load::{
     Content, ENV_SECTIONS, Format, Loaded, MAX_CONFIG_BYTES, MAX_DEPTH, load, load_str, read,
+};
+// The root sections need nothing resolved beyond their rules, which
+// `validate` applies: the engine reads them validated, through `Config`.
+pub use model::{
+    AdminSection, AgentSection, DrainSection, ListenerTlsSection, OtlpProtocol, OtlpSection,
+    OtlpTlsSection, ReloadSection, ServerSection, TelemetrySection, TemporalityKind, TlsVersion,
+    TracesSection,
 };
 pub use problems::{Problems, Scope};
 pub use resolved::*;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub use triggers::{Trigger, Triggers};
 
-use crate::config::model::ReloadSection;
+use crate::config::ReloadSection;
 use crate::config::{self, Config, ConfigError, Content};
 
 /// Produces the configs to try, one per real change.

@@ -23,7 +23,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
-use crate::config::model::ReloadSection;
+use crate::config::ReloadSection;
 
 /// Longest a burst of events can delay a reload, however long it goes on.
 const MAX_SETTLE: Duration = Duration::from_secs(2);

@@ -151,7 +151,7 @@ impl Listeners {
 /// The settings for `server`, reusing `previous` TLS material whose files are the same.
 fn settings(server: &Server, previous: Option<&Settings>) -> Result<Settings, ListenerError> {
     let load = |prefix: &'static str,
-                section: &Option<crate::config::model::ListenerTlsSection>,
+                section: &Option<crate::config::ListenerTlsSection>,
                 kept: Option<&Arc<TlsFiles>>| {
         let Some(section) = section else {
             return Ok(None);

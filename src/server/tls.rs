@@ -10,7 +10,7 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerTlsError;
-use crate::config::model::ListenerTlsSection;
+use crate::config::ListenerTlsSection;
 
 /// How often the files are looked at. A stat of up to three files: cheap.
 const POLL: Duration = Duration::from_secs(2);

@@ -26,7 +26,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::model::{OtlpProtocol, OtlpSection, TemporalityKind};
+use crate::config::{OtlpProtocol, OtlpSection, TemporalityKind};
 
 /// Most of a collector's response body read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

@@ -3,7 +3,7 @@
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 
-use crate::config::model::TelemetrySection;
+use crate::config::TelemetrySection;
 
 /// `service.name` (`OTEL_SERVICE_NAME`, else the config's, else `healthgate`),
 /// `service.instance.id` (random per process), `host.name`, `service.version`,

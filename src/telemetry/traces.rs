@@ -22,7 +22,7 @@ use opentelemetry_sdk::trace::{
 };
 
 use super::otlp::{self, Dropped, OtlpError};
-use crate::config::model::TelemetrySection;
+use crate::config::TelemetrySection;
 use crate::health::{CheckView, ReloadRecord, Transition};
 use crate::probe::Outcome;
 
