@@ -158,15 +158,17 @@ async fn drain(
         }))
         .await;
     tracing::info!(
-        min = ?settings.min, max = ?settings.max, observed_probes = settings.observed_probes,
+        min = ?settings.min.get(), max = ?settings.max.get(), observed_probes = settings.observed_probes.get(),
         "{signal}: draining: readiness fails in every dialect, liveness and probes go on"
     );
     let enough = async {
-        tokio::time::sleep(settings.min).await;
-        seen.reached(base + u64::from(settings.observed_probes))
+        tokio::time::sleep(settings.min.get()).await;
+        seen.reached(base + u64::from(settings.observed_probes.get()))
             .await;
     };
-    let in_time = tokio::time::timeout(settings.max, enough).await.is_ok();
+    let in_time = tokio::time::timeout(settings.max.get(), enough)
+        .await
+        .is_ok();
     let answered = seen.count() - base;
     let elapsed = began.elapsed();
     if in_time {
@@ -179,7 +181,7 @@ async fn drain(
         tracing::warn!(
             answered,
             ?elapsed,
-            observed_probes = settings.observed_probes,
+            observed_probes = settings.observed_probes.get(),
             "drain.max reached before enough failing readiness answers were seen; closing anyway"
         );
     }

@@ -233,7 +233,7 @@ async fn start_and_reload(dir: &Path, a: (String, Config), b: Option<Config>) {
     }
     // The drain's and the shutdown's timers, as `run` sets them.
     let drain = &config.server.drain;
-    let _ = tokio::time::timeout(drain.max, tokio::time::sleep(drain.min)).await;
+    let _ = tokio::time::timeout(drain.max.get(), tokio::time::sleep(drain.min.get())).await;
     let _ =
         tokio::time::timeout(config.server.shutdown_timeout, std::future::pending::<()>()).await;
     drop(engine);

@@ -8,26 +8,32 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Longest interval, timeout or delay of a check: beyond a year a schedule
-/// is a typo (and the scheduler's clock arithmetic stays far from overflowing).
-pub const MAX_SCHEDULE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Longest interval, timeout or delay of a check, in seconds: beyond a
+/// year a schedule is a typo (and the scheduler's clock arithmetic stays
+/// far from overflowing).
+const SCHEDULE_SECS: u64 = 365 * 24 * 3600;
+/// [`SCHEDULE_SECS`] as a duration.
+pub const MAX_SCHEDULE: Duration = Duration::from_secs(SCHEDULE_SECS);
 
-/// A duration more than 0s and at most [`MAX_SCHEDULE`]: how often, how
-/// long, how late (`interval`, `timeout`, `ttl`, `expect.max_duration`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Period(Duration);
+/// A duration more than 0s and at most a year: how often, how long, how
+/// late (`interval`, `timeout`, `ttl`, `expect.max_duration`).
+pub type Period = Positive<SCHEDULE_SECS>;
+/// A duration of at most a year, 0s included (`initial_delay`, `start_period`).
+pub type Delay = AtMost<SCHEDULE_SECS>;
 
-/// A duration of at most [`MAX_SCHEDULE`], 0s included (`initial_delay`, `start_period`).
+/// A duration of at most `SECS` seconds, 0s included.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Delay(Duration);
+pub struct AtMost<const SECS: u64>(Duration);
 
-impl Period {
+/// A duration more than 0s and at most `SECS` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Positive<const SECS: u64>(Duration);
+
+impl<const SECS: u64> AtMost<SECS> {
     /// `d`, when it is within bounds.
-    pub fn new(d: Duration) -> Result<Self, &'static str> {
-        if d.is_zero() {
-            Err("must be more than 0s")
-        } else if d > MAX_SCHEDULE {
-            Err("must be at most 365d")
+    pub fn new(d: Duration) -> Result<Self, String> {
+        if d > Duration::from_secs(SECS) {
+            Err(format!("must be at most {}", whole(SECS)))
         } else {
             Ok(Self(d))
         }
@@ -44,14 +50,21 @@ impl Period {
     }
 }
 
-impl Delay {
+impl<const SECS: u64> Positive<SECS> {
     /// `d`, when it is within bounds.
-    pub fn new(d: Duration) -> Result<Self, &'static str> {
-        if d > MAX_SCHEDULE {
-            Err("must be at most 365d")
+    pub fn new(d: Duration) -> Result<Self, String> {
+        if d.is_zero() {
+            Err("must be more than 0s".into())
+        } else if d > Duration::from_secs(SECS) {
+            Err(format!("must be at most {}", whole(SECS)))
         } else {
             Ok(Self(d))
         }
+    }
+
+    /// `d`, which the caller knows to be within bounds (a built-in default).
+    pub(crate) const fn known(d: Duration) -> Self {
+        Self(d)
     }
 
     /// The duration.
@@ -60,29 +73,103 @@ impl Delay {
     }
 }
 
-impl<'de> Deserialize<'de> for Period {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let d: Duration = super::duration::deserialize(d)?;
-        Period::new(d).map_err(D::Error::custom)
+/// `secs` in its largest whole unit, as the reference writes bounds (`1h`, `365d`).
+fn whole(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
-impl<'de> Deserialize<'de> for Delay {
+impl<'de, const SECS: u64> Deserialize<'de> for AtMost<SECS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let d: Duration = super::duration::deserialize(d)?;
-        Delay::new(d).map_err(D::Error::custom)
+        AtMost::new(d).map_err(D::Error::custom)
     }
 }
 
-impl Serialize for Period {
+impl<'de, const SECS: u64> Deserialize<'de> for Positive<SECS> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let d: Duration = super::duration::deserialize(d)?;
+        Positive::new(d).map_err(D::Error::custom)
+    }
+}
+
+impl<const SECS: u64> Serialize for AtMost<SECS> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         super::duration::serialize(&self.0, s)
     }
 }
 
-impl Serialize for Delay {
+impl<const SECS: u64> Serialize for Positive<SECS> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         super::duration::serialize(&self.0, s)
+    }
+}
+
+/// A count from 0 to `MAX` (`server.drain.observed_probes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UpTo<const MAX: u32>(u32);
+
+impl<const MAX: u32> UpTo<MAX> {
+    /// `n`, when it is within bounds.
+    pub fn new(n: u32) -> Result<Self, String> {
+        if n > MAX {
+            Err(format!("must be at most {MAX}"))
+        } else {
+            Ok(Self(n))
+        }
+    }
+
+    /// `n`, which the caller knows to be within bounds (a built-in default).
+    pub(crate) const fn known(n: u32) -> Self {
+        Self(n)
+    }
+
+    /// The count.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de, const MAX: u32> Deserialize<'de> for UpTo<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        UpTo::new(u32::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+/// A fraction from 0.0 to 1.0 (`telemetry.traces.sample_ratio`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Ratio(f64);
+
+impl Ratio {
+    /// `r`, when it is within bounds.
+    pub fn new(r: f64) -> Result<Self, &'static str> {
+        if (0.0..=1.0).contains(&r) {
+            Ok(Self(r))
+        } else {
+            Err("must be between 0.0 and 1.0")
+        }
+    }
+
+    /// `r`, which the caller knows to be within bounds (a built-in default).
+    pub(crate) const fn known(r: f64) -> Self {
+        Self(r)
+    }
+
+    /// The fraction.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ratio::new(f64::deserialize(d)?).map_err(D::Error::custom)
     }
 }
 
@@ -212,5 +299,44 @@ mod tests {
         );
         assert!(parse::<ByteLimit<4096>>("4097").is_err());
         assert_eq!(parse::<ByteLimit<4096>>("4096").unwrap().bytes(), 4096);
+    }
+
+    #[test]
+    fn root_section_bounds_name_their_unit() {
+        let err = |text: &str, f: fn(&str) -> Result<(), String>| f(text).unwrap_err();
+        assert!(
+            err(r#""61m""#, |t| parse::<AtMost<3600>>(t).map(drop)).contains("must be at most 1h")
+        );
+        assert!(
+            err(r#""601s""#, |t| parse::<AtMost<600>>(t).map(drop)).contains("must be at most 10m")
+        );
+        assert!(
+            err(r#""11s""#, |t| parse::<AtMost<10>>(t).map(drop)).contains("must be at most 10s")
+        );
+        assert!(
+            err(r#""0s""#, |t| parse::<Positive<3600>>(t).map(drop))
+                .contains("must be more than 0s")
+        );
+        assert_eq!(
+            parse::<AtMost<10>>(r#""0s""#).unwrap().get(),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn counts_and_ratios_keep_their_bounds() {
+        assert!(
+            parse::<UpTo<10000>>("10001")
+                .unwrap_err()
+                .contains("must be at most 10000")
+        );
+        assert_eq!(parse::<UpTo<10000>>("0").unwrap().get(), 0);
+        assert!(
+            parse::<Ratio>("1.5")
+                .unwrap_err()
+                .contains("must be between 0.0 and 1.0")
+        );
+        assert!(parse::<Ratio>("-0.1").is_err());
+        assert_eq!(parse::<Ratio>("0.25").unwrap().get(), 0.25);
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::bounded::{AtMost, Positive, Ratio, UpTo};
+
 /// `[server]`: the listeners. The load-balancer listener serves only the
 /// verdicts; everything that changes state or shows more lives on the admin
 /// listener.
@@ -40,8 +42,8 @@ pub struct ServerSection {
     pub agent_listen: Option<SocketAddr>,
     /// How long in-flight requests may take to finish once the listeners
     /// close (after the drain). At most `"10m"`. Default `"5s"`.
-    #[serde(default = "default_shutdown_timeout", with = "super::duration")]
-    pub shutdown_timeout: Duration,
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: AtMost<600>,
     /// Accept a config with no checks (the verdicts are then always 200).
     /// Off by default: a file cut short (a full disk, a truncated copy) that
     /// still parses must not remove every check and turn `/readyz` green, so
@@ -88,8 +90,8 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8091))
 }
 
-fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(5)
+fn default_shutdown_timeout() -> AtMost<600> {
+    AtMost::known(Duration::from_secs(5))
 }
 
 /// `[server.drain]`: on SIGTERM (or SIGINT) readiness fails at once in every
@@ -106,18 +108,18 @@ pub struct DrainSection {
     /// balancers that probe on an interval, and proxies whose endpoint lists
     /// lag, stop sending. `"0s"` skips the wait. At most `"1h"`, and not
     /// more than `max`. Default `"5s"`.
-    #[serde(default = "default_drain_min", with = "super::duration")]
-    pub min: Duration,
+    #[serde(default = "default_drain_min")]
+    pub min: AtMost<3600>,
     /// Longest the drain lasts, whether or not anything asked. At most
     /// `"1h"`, so a SIGTERM always ends. Default `"20s"`.
-    #[serde(default = "default_drain_max", with = "super::duration")]
-    pub max: Duration,
+    #[serde(default = "default_drain_max")]
+    pub max: AtMost<3600>,
     /// Failing readiness answers (`/readyz` 503, gRPC `NOT_SERVING` for
     /// readiness, agent-check `drain`) to serve after the drain began before
     /// closing: proof that the load balancer has seen it. `0` waits for `min`
     /// only. At most `10000`. Default `1`.
     #[serde(default = "default_observed_probes")]
-    pub observed_probes: u32,
+    pub observed_probes: UpTo<10_000>,
 }
 
 impl Default for DrainSection {
@@ -130,16 +132,16 @@ impl Default for DrainSection {
     }
 }
 
-fn default_drain_min() -> Duration {
-    Duration::from_secs(5)
+fn default_drain_min() -> AtMost<3600> {
+    AtMost::known(Duration::from_secs(5))
 }
 
-fn default_drain_max() -> Duration {
-    Duration::from_secs(20)
+fn default_drain_max() -> AtMost<3600> {
+    AtMost::known(Duration::from_secs(20))
 }
 
-fn default_observed_probes() -> u32 {
-    1
+fn default_observed_probes() -> UpTo<10_000> {
+    UpTo::known(1)
 }
 
 /// TLS on a listener (`[server.tls]`, `[server.admin.tls]`). The files are
@@ -215,8 +217,8 @@ pub struct ReloadSection {
     pub poll_interval: Duration,
     /// Quiet time after the last file event before reloading, so a burst of
     /// writes applies once. At most `"10s"`. Default `"250ms"`.
-    #[serde(default = "default_debounce", with = "super::duration")]
-    pub debounce: Duration,
+    #[serde(default = "default_debounce")]
+    pub debounce: AtMost<10>,
 }
 
 impl Default for ReloadSection {
@@ -233,8 +235,8 @@ fn default_poll_interval() -> Duration {
     Duration::from_secs(30)
 }
 
-fn default_debounce() -> Duration {
-    Duration::from_millis(250)
+fn default_debounce() -> AtMost<10> {
+    AtMost::known(Duration::from_millis(250))
 }
 
 /// `[telemetry]`: how healthgate describes itself to metrics and traces.
@@ -263,7 +265,7 @@ pub struct TracesSection {
     pub enabled: bool,
     /// Fraction of probe runs traced, 0.0 to 1.0. Default `1.0`.
     #[serde(default = "one_f64")]
-    pub sample_ratio: f64,
+    pub sample_ratio: Ratio,
     /// Trace only failed runs and runs that changed a status (then
     /// `sample_ratio` is not applied): a probe every second makes many spans.
     /// Default `false`.
@@ -275,14 +277,14 @@ impl Default for TracesSection {
     fn default() -> Self {
         Self {
             enabled: true,
-            sample_ratio: 1.0,
+            sample_ratio: one_f64(),
             only_failures_and_transitions: false,
         }
     }
 }
 
-fn one_f64() -> f64 {
-    1.0
+fn one_f64() -> Ratio {
+    Ratio::known(1.0)
 }
 
 /// `[telemetry.otlp]`: OTLP export. Enabled when `endpoint` is set here or
@@ -305,11 +307,11 @@ pub struct OtlpSection {
     pub headers: BTreeMap<String, String>,
     /// Bound on one export, at most `"1h"`. Default:
     /// `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10s.
-    #[serde(default, with = "super::duration")]
-    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub timeout: Option<AtMost<3600>>,
     /// Time between metric exports, more than 0s and at most `"1h"`. Default `"15s"`.
-    #[serde(default = "default_export_interval", with = "super::duration")]
-    pub interval: Duration,
+    #[serde(default = "default_export_interval")]
+    pub interval: Positive<3600>,
     /// `cumulative` (Prometheus, Mimir) or `delta`. Default:
     /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, else `cumulative`.
     #[serde(default)]
@@ -350,8 +352,8 @@ impl std::fmt::Debug for OtlpSection {
     }
 }
 
-fn default_export_interval() -> Duration {
-    Duration::from_secs(15)
+fn default_export_interval() -> Positive<3600> {
+    Positive::known(Duration::from_secs(15))
 }
 
 /// The OTLP transport.

@@ -189,7 +189,7 @@ impl Triggers {
             return;
         };
         loop {
-            let quiet_until = (Instant::now() + self.settings.debounce).min(give_up);
+            let quiet_until = (Instant::now() + self.settings.debounce.get()).min(give_up);
             match tokio::time::timeout_at(quiet_until, events.recv()).await {
                 Ok(Some(())) if Instant::now() < give_up => continue,
                 _ => return,

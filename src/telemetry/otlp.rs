@@ -26,6 +26,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::bounded::AtMost;
 use crate::config::{OtlpProtocol, OtlpSection, TemporalityKind};
 
 /// Most of a collector's response body read.
@@ -70,18 +71,18 @@ pub fn metric_reader(
     let exporter = Counted {
         inner: metric_exporter(settings)?,
         dropped,
-        interval: settings.interval,
+        interval: settings.interval.get(),
         last_logged: Mutex::new(None),
     };
     tracing::info!(
         endpoint = settings.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_*)"),
         protocol = ?protocol(settings),
-        interval = ?settings.interval,
+        interval = ?settings.interval.get(),
         "exporting metrics over OTLP"
     );
     Ok(Some(
         PeriodicReader::builder(exporter)
-            .with_interval(settings.interval)
+            .with_interval(settings.interval.get())
             .build(),
     ))
 }
@@ -167,7 +168,7 @@ fn tonic_setup<B: WithExportConfig + WithTonicConfig>(
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.with_endpoint(endpoint.clone());
     }
-    if let Some(timeout) = settings.timeout {
+    if let Some(timeout) = settings.timeout.map(AtMost::get) {
         builder = builder.with_timeout(timeout);
     }
     if !settings.headers.is_empty() {
@@ -207,7 +208,7 @@ fn http_setup<B: WithExportConfig + WithHttpConfig>(
     settings: &OtlpSection,
     path: &str,
 ) -> Result<B, OtlpError> {
-    let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = settings.timeout.map_or(DEFAULT_TIMEOUT, AtMost::get);
     builder = builder
         .with_http_client(SpawningClient::new(settings, timeout)?)
         .with_timeout(timeout);

@@ -71,14 +71,14 @@ impl Traces {
             .with_span_processor(processor)
             .build();
         tracing::info!(
-            sample_ratio = settings.traces.sample_ratio,
+            sample_ratio = settings.traces.sample_ratio.get(),
             only_failures_and_transitions = settings.traces.only_failures_and_transitions,
             "exporting traces over OTLP"
         );
         Ok(Some(Self {
             tracer: provider.tracer("healthgate"),
             provider,
-            sample_ratio: settings.traces.sample_ratio,
+            sample_ratio: settings.traces.sample_ratio.get(),
             only_failures_and_transitions: settings.traces.only_failures_and_transitions,
         }))
     }
