@@ -138,6 +138,27 @@ pub fn exchange(answer: &[u8]) {
     });
 }
 
+/// `/metrics` for the admin fuzz target: a scrape that writes nothing (a 500).
+struct NoMetrics;
+
+impl crate::server::MetricsSource for NoMetrics {
+    fn scrape(&self) -> crate::probe::BoxFuture<'_, crate::server::Chunks> {
+        Box::pin(async {
+            let (_, text) = tokio::sync::mpsc::channel(1);
+            text
+        })
+    }
+}
+
+/// `/admin/drain` for the admin fuzz target: accepted, acted on by nothing.
+struct NoDrains;
+
+impl crate::server::DrainControl for NoDrains {
+    fn set(&self, _: Option<crate::health::Drain>) -> crate::probe::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
 /// A context for the listeners, over a snapshot of a few checks.
 fn context() -> Context {
     static CONTEXT: OnceLock<Context> = OnceLock::new();
@@ -164,13 +185,8 @@ fn context() -> Context {
             let mut health = block_on(async { Health::new(&slots, Instant::now()) });
             Context {
                 published: Published::new(health.snapshot()),
-                metrics: Arc::new(|| {
-                    Box::pin(async {
-                        let (_, text) = tokio::sync::mpsc::channel(1);
-                        text
-                    })
-                }),
-                set_drain: Arc::new(|_| Box::pin(async {})),
+                metrics: Arc::new(NoMetrics),
+                drains: Arc::new(NoDrains),
                 seen: Arc::default(),
                 settings: Arc::default(),
                 closing: Arc::new(tokio::sync::watch::Sender::new(false)),

@@ -81,20 +81,8 @@ pub async fn run(
     let drains = engine.drains();
     let ctx = server::Context {
         published: engine.published(),
-        metrics: {
-            let metrics = metrics.clone();
-            Arc::new(move || {
-                let metrics = metrics.clone();
-                Box::pin(async move { metrics.scrape().await })
-            })
-        },
-        set_drain: {
-            let drains = drains.clone();
-            Arc::new(move |drain| {
-                let drains = drains.clone();
-                Box::pin(async move { drains.set(drain).await })
-            })
-        },
+        metrics: metrics.clone(),
+        drains: Arc::new(drains.clone()),
         seen: Arc::default(),
         settings: Arc::default(),
         closing: Arc::new(tokio::sync::watch::Sender::new(false)),
@@ -271,5 +259,17 @@ fn record(successful: bool, message: String) -> ReloadRecord {
         at: SystemTime::now(),
         successful,
         message,
+    }
+}
+
+impl server::MetricsSource for Metrics {
+    fn scrape(&self) -> probe::BoxFuture<'_, server::Chunks> {
+        Box::pin(Metrics::scrape(self))
+    }
+}
+
+impl server::DrainControl for scheduler::Drains {
+    fn set(&self, drain: Option<health::Drain>) -> probe::BoxFuture<'_, ()> {
+        Box::pin(scheduler::Drains::set(self, drain))
     }
 }

@@ -2,6 +2,8 @@
 //! and the aggregate turns statuses into verdicts. No I/O happens here.
 
 pub mod aggregate;
+#[cfg(test)]
+pub(crate) mod fixture;
 mod groups;
 mod snapshot;
 mod state;

@@ -46,7 +46,7 @@ pub async fn handle(ctx: Context, request: Request<Incoming>) -> Response<AdminB
     }
     let method = request.method();
     if request.uri().path() == "/metrics" && (method == Method::GET || method == Method::HEAD) {
-        return metrics::respond((ctx.metrics)().await).await;
+        return metrics::respond(ctx.metrics.scrape().await).await;
     }
     answer(ctx, request).await.map(Either::Left)
 }
@@ -127,6 +127,55 @@ mod tests {
             assert_eq!(bearer(value.as_bytes()), None, "{value}");
         }
     }
+
+    #[test]
+    fn the_checks_document_gives_each_check_and_each_verdict() {
+        use super::checks;
+        use crate::health::Group;
+        use crate::health::fixture::{Fixture, passed, refused, snapshot};
+        let s = snapshot(&[
+            Fixture {
+                name: "api",
+                groups: &[Group::Readiness, Group::Liveness],
+                critical: true,
+                ran: refused(),
+            },
+            Fixture {
+                name: "warmup",
+                groups: &[Group::Startup],
+                critical: true,
+                ran: passed(),
+            },
+            Fixture {
+                name: "idle",
+                groups: &[],
+                critical: false,
+                ran: None,
+            },
+        ]);
+        let doc = checks(&s);
+        assert_eq!(doc["readiness"]["ok"], false, "{doc}");
+        assert_eq!(doc["liveness"]["ok"], false, "{doc}");
+        assert_eq!(doc["startup"]["ok"], true, "{doc}");
+        assert_eq!(doc["readiness"]["reason"], "not ready: api fail", "{doc}");
+        assert_eq!(
+            doc["drain"],
+            serde_json::json!({"draining": false}),
+            "{doc}"
+        );
+        let listed = doc["checks"].as_array().unwrap();
+        let names: Vec<&str> = listed.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["api", "warmup", "idle"]);
+        let api = &listed[0];
+        assert_eq!(api["kind"], "tcp");
+        assert_eq!(api["status"], "fail");
+        assert_eq!(api["groups"], serde_json::json!(["liveness", "readiness"]));
+        assert_eq!(api["consecutiveFailures"], 1);
+        assert_eq!(api["last"]["result"], "fail");
+        assert_eq!(api["last"]["message"], "connection refused");
+        assert_eq!(listed[2]["status"], "starting");
+        assert_eq!(listed[2]["last"], serde_json::Value::Null);
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -196,7 +245,7 @@ async fn drain(ctx: &Context, request: Request<Incoming>) -> Response<Full<Bytes
         if current.as_ref().is_some_and(|d| d.shutdown) {
             return shutting_down();
         }
-        (ctx.set_drain)(None).await;
+        ctx.drains.set(None).await;
         tracing::info!("drain ended by the admin API");
         return json_response(&drain_json(None));
     }
@@ -253,7 +302,7 @@ async fn drain(ctx: &Context, request: Request<Incoming>) -> Response<Full<Bytes
         shutdown: false,
     };
     let shown = drain_json(Some(&drain));
-    (ctx.set_drain)(Some(drain)).await;
+    ctx.drains.set(Some(drain)).await;
     json_response(&shown)
 }
 

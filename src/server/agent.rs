@@ -111,4 +111,54 @@ mod tests {
         assert!(shown.starts_with("deploy?42??[31m??xxx"), "{shown:?}");
         assert_eq!(reason("short"), "short");
     }
+
+    #[test]
+    fn the_line_follows_readiness_and_carries_a_weight_when_asked() {
+        use crate::health::fixture::{Fixture, passed, refused, snapshot};
+        use crate::health::{Drain, Group};
+        let checks = |api, cache| {
+            snapshot(&[
+                Fixture {
+                    name: "api",
+                    groups: &[Group::Readiness],
+                    critical: true,
+                    ran: api,
+                },
+                Fixture {
+                    name: "cache",
+                    groups: &[Group::Readiness],
+                    critical: false,
+                    ran: cache,
+                },
+            ])
+        };
+        let healthy = checks(passed(), passed());
+        assert_eq!(line(&healthy, None), "up ready\n");
+        assert_eq!(line(&healthy, Some(50)), "up ready 100%\n");
+        let degraded = checks(passed(), refused());
+        assert_eq!(line(&degraded, None), "up ready\n");
+        assert_eq!(line(&degraded, Some(50)), "up ready 50%\n");
+        let down = checks(refused(), passed());
+        let said = line(&down, Some(50));
+        assert!(said.starts_with("down ready #"), "{said:?}");
+        assert!(
+            said.ends_with('\n') && said.matches('\n').count() == 1,
+            "{said:?}"
+        );
+        let mut draining = checks(passed(), passed());
+        draining.drain = Some(Drain {
+            mode: DrainMode::Drain,
+            reason: "deploy\n42".into(),
+            since: std::time::SystemTime::now(),
+            shutdown: false,
+        });
+        assert_eq!(line(&draining, None), "drain #deploy?42\n");
+        draining.drain = Some(Drain {
+            mode: DrainMode::Maintenance,
+            reason: "disk swap".into(),
+            since: std::time::SystemTime::now(),
+            shutdown: false,
+        });
+        assert_eq!(line(&draining, Some(50)), "maint #disk swap\n");
+    }
 }

@@ -18,9 +18,11 @@ use super::routes;
 /// `Err` last if it was cut short.
 pub type Chunks = tokio::sync::mpsc::Receiver<io::Result<Bytes>>;
 
-/// Writes the exposition for one scrape.
-pub type RenderMetrics =
-    std::sync::Arc<dyn Fn() -> crate::probe::BoxFuture<'static, Chunks> + Send + Sync>;
+/// What `/metrics` serves: the exposition of one scrape, as it is written.
+pub trait MetricsSource: Send + Sync + 'static {
+    /// Starts rendering one scrape.
+    fn scrape(&self) -> crate::probe::BoxFuture<'_, Chunks>;
+}
 
 /// What the admin listener answers with: most answers whole, `/metrics` streamed.
 pub type AdminBody = Either<Full<Bytes>, Streamed>;

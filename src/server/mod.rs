@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 pub use listeners::{ListenerError, Listeners};
-pub use metrics::RenderMetrics;
+pub use metrics::{Chunks, MetricsSource};
 
 use crate::config::Secret;
 use crate::health::{Drain, Published, Snapshot};
@@ -65,9 +65,11 @@ pub async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Bi
         .map_err(|source| BindError { key, addr, source })
 }
 
-/// Starts (`Some`) or ends (`None`) a drain.
-pub type SetDrain =
-    Arc<dyn Fn(Option<Drain>) -> crate::probe::BoxFuture<'static, ()> + Send + Sync>;
+/// What `/admin/drain` acts on: starts (`Some`) or ends (`None`) a drain.
+pub trait DrainControl: Send + Sync + 'static {
+    /// Sets the drain; the verdicts show it from the next snapshot.
+    fn set(&self, drain: Option<Drain>) -> crate::probe::BoxFuture<'_, ()>;
+}
 
 /// What every listener reads: the verdicts, and the settings a reload may change.
 #[derive(Clone)]
@@ -75,9 +77,9 @@ pub struct Context {
     /// The verdicts.
     pub published: Published,
     /// `/metrics` on the admin listener.
-    pub metrics: RenderMetrics,
+    pub metrics: Arc<dyn MetricsSource>,
     /// `/admin/drain`.
-    pub set_drain: SetDrain,
+    pub drains: Arc<dyn DrainControl>,
     /// Failing readiness answers served while draining.
     pub seen: Arc<DrainSeen>,
     /// Token, weights and TLS, swapped whole on reload.

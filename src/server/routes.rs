@@ -246,3 +246,145 @@ pub fn plain(status: StatusCode, body: Bytes) -> Response {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each answer is a function of the snapshot: asked in-process, as a
+    //! router is in axum's `examples/testing`.
+    use super::*;
+    use crate::health::fixture::{Fixture, passed, refused, snapshot};
+
+    async fn ask(snapshot: &Snapshot, method: Method, uri: &str) -> (StatusCode, String) {
+        let response = respond(snapshot, &method, &uri.parse().unwrap());
+        let status = response.status();
+        let body = body_of(response.into_body()).await;
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    async fn body_of(body: Full<Bytes>) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        body.collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    const READY: &[Group] = &[Group::Readiness];
+    const LIVE: &[Group] = &[Group::Liveness];
+
+    #[tokio::test]
+    async fn readiness_waits_for_a_verdict_then_follows_the_critical_checks() {
+        let api = |ran| Fixture {
+            name: "api",
+            groups: READY,
+            critical: true,
+            ran,
+        };
+        let cache = |ran| Fixture {
+            name: "cache",
+            groups: READY,
+            critical: false,
+            ran,
+        };
+        let (status, _) = ask(&snapshot(&[api(None)]), Method::GET, "/readyz").await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready before a verdict"
+        );
+        let (status, _) = ask(&snapshot(&[api(passed())]), Method::GET, "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        let both = snapshot(&[api(passed()), cache(refused())]);
+        let (status, body) = ask(&both, Method::GET, "/readyz?verbose").await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a non-critical failure warns: {body}"
+        );
+        assert!(body.contains("[+]api ok\n"), "{body}");
+        assert!(
+            body.contains("[+]cache warn: connection refused\n"),
+            "{body}"
+        );
+        assert!(body.ends_with("readyz check passed\n"), "{body}");
+        let failing = snapshot(&[api(refused()), cache(passed())]);
+        let (status, body) = ask(&failing, Method::GET, "/readyz?verbose=1").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("[-]api failed: connection refused\n"),
+            "{body}"
+        );
+        let (status, _) = ask(&failing, Method::HEAD, "/readyz?verbose=false").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn liveness_ignores_readiness_checks() {
+        let failing_ready = snapshot(&[Fixture {
+            name: "api",
+            groups: READY,
+            critical: true,
+            ran: refused(),
+        }]);
+        assert_eq!(
+            ask(&failing_ready, Method::GET, "/livez").await.0,
+            StatusCode::OK
+        );
+        let failing_live = snapshot(&[Fixture {
+            name: "deadlock",
+            groups: LIVE,
+            critical: true,
+            ran: refused(),
+        }]);
+        assert_eq!(
+            ask(&failing_live, Method::GET, "/livez").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn other_paths_are_404_and_other_methods_405() {
+        let s = snapshot(&[Fixture {
+            name: "api",
+            groups: READY,
+            critical: true,
+            ran: passed(),
+        }]);
+        assert_eq!(
+            ask(&s, Method::GET, "/ready").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ask(&s, Method::POST, "/nope").await.0,
+            StatusCode::NOT_FOUND
+        );
+        let response = respond(&s, &Method::POST, &"/readyz".parse().unwrap());
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[ALLOW], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn health_is_health_json_naming_each_check() {
+        let s = snapshot(&[
+            Fixture {
+                name: "api",
+                groups: READY,
+                critical: true,
+                ran: passed(),
+            },
+            Fixture {
+                name: "cache",
+                groups: READY,
+                critical: false,
+                ran: refused(),
+            },
+        ]);
+        let response = respond(&s, &Method::GET, &"/health".parse().unwrap());
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], HEALTH_JSON);
+        let body: Value = serde_json::from_slice(&body_of(response.into_body()).await).unwrap();
+        assert_eq!(body["status"], "warn", "{body}");
+        let text = body.to_string();
+        assert!(
+            text.contains("\"api\"") && text.contains("\"cache\""),
+            "{text}"
+        );
+    }
+}
