@@ -10,11 +10,14 @@
 //! render by kustomize (pinned in `tests/crd`, or kubectl's own).
 //! Under CI (`CI` set) a missing tool fails the test instead of skipping.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use figment::providers::{Format, Toml, Yaml};
 use serde_json::Value;
+use support::tool;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -30,23 +33,6 @@ fn toml(path: &str) -> Value {
     figment::Figment::from(Toml::file(repo(path)))
         .extract()
         .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A tool, or `None` (skip) outside CI; under CI a missing tool fails.
-fn tool(name: &str, probe: &[&str], install: &str) -> Option<()> {
-    if Command::new(name)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some(());
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{name} is missing under CI: .ci/run must {install}"
-    );
-    eprintln!("SKIPPED: {name} not found; {install}");
-    None
 }
 
 fn run(command: &mut Command) -> String {
@@ -101,7 +87,7 @@ const KUBE_FILES: &[&str] = &[
 
 #[test]
 fn kubernetes_manifests_validate_against_current_schemas() {
-    let Some(()) = tool(
+    let true = tool(
         "kubernetes-validate",
         &["--version"],
         "`pip install kubernetes-validate`",
@@ -345,9 +331,7 @@ fn the_compose_stack_is_valid_and_consistent() {
         "python3",
         &["-c", "import jsonschema, yaml"],
         "`pip install jsonschema pyyaml`",
-    )
-    .is_some()
-    {
+    ) {
         // The compose specification's schema (compose_spec.json from docker-compose 1.29.2).
         run(Command::new("python3")
             .arg("-c")
@@ -362,9 +346,7 @@ fn the_compose_stack_is_valid_and_consistent() {
         "promtool",
         &["--version"],
         "`apt-get install -y prometheus`",
-    )
-    .is_some()
-    {
+    ) {
         let out = run(Command::new("promtool")
             .args(["check", "config"])
             .arg(repo("deploy/compose/prometheus.yml")));
@@ -374,9 +356,7 @@ fn the_compose_stack_is_valid_and_consistent() {
         "amtool",
         &["--version"],
         "`apt-get install -y prometheus-alertmanager`",
-    )
-    .is_some()
-    {
+    ) {
         run(Command::new("amtool")
             .arg("check-config")
             .arg(repo("grafana/alertmanager/alertmanager.yml")));
@@ -473,7 +453,7 @@ fn the_compose_stack_is_valid_and_consistent() {
 
 #[test]
 fn the_systemd_units_verify() {
-    let Some(()) = tool(
+    let true = tool(
         "systemd-analyze",
         &["--version"],
         "`apt-get install -y systemd`",

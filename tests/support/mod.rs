@@ -603,3 +603,22 @@ pub fn tls_client(ca_pem: &str, client: Option<(&str, &str)>) -> tokio_rustls::T
     };
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
+
+/// Whether the tool `name` runs (`name probe...` exits 0). A test that
+/// needs it says `SKIPPED` and how to `install` it when it does not, and
+/// fails instead under CI (`CI` set), where `.ci/run` installs it.
+pub fn tool(name: &str, probe: &[&str], install: &str) -> bool {
+    if std::process::Command::new(name)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} is missing under CI: .ci/run must {install}"
+    );
+    eprintln!("SKIPPED: {name} not found; {install}");
+    false
+}
