@@ -507,10 +507,10 @@ fn log_transition(view: &CheckView, t: Transition) {
 mod tests {
     use super::*;
 
-    /// 10,000 sleeping checks are 10,000 of these: keep them small (it was
-    /// 1,296 bytes with the run's futures inline and the arguments twice,
-    /// then 416 with the whole schedule). Tokio adds its task header and
-    /// rounds up to 128 bytes: 352 bytes of future make a 512-byte task.
+    /// 10,000 sleeping checks are 10,000 of these: keep them small (the
+    /// run's futures boxed, each argument once, the pace rather than the
+    /// whole schedule). Tokio adds its task header and rounds up to 128
+    /// bytes: 352 bytes of future make a 512-byte task.
     #[tokio::test]
     async fn a_sleeping_checks_task_stays_under_352_bytes() {
         use crate::config::{CheckConfig, TypeSection};

@@ -1,14 +1,12 @@
 //! The Prometheus text exposition (format 0.0.4) of what the OpenTelemetry
-//! SDK collected, written straight from the SDK's data.
+//! SDK collected, written straight from the SDK's data, with no copy of
+//! the series in between (a copy of every series, one `String` per label,
+//! is megabytes at thousands of checks, which the allocator keeps).
 //!
-//! `opentelemetry-prometheus` (discontinued upstream) first turned every
-//! series into `prometheus` protobuf structs, one `String` per label, and
-//! sorted them: from 2,000 checks on (where the SDK's 2,000-label-set limit
-//! per series name caps the series), that step held about 10 MB while a
-//! scrape rendered, and glibc kept it afterwards. The naming is the same as
-//! it was: names sanitized (`.` to `_`), the unit as a suffix (`s` →
-//! `_seconds`, `By` → `_bytes`), `_total` on monotonic sums, non-monotonic
-//! sums as gauges, and the resource as `target_info`.
+//! The naming is the OpenTelemetry-to-Prometheus convention: names
+//! sanitized (`.` to `_`), the unit as a suffix (`s` → `_seconds`, `By` →
+//! `_bytes`), `_total` on monotonic sums, non-monotonic sums as gauges, and
+//! the resource as `target_info`.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Weak};

@@ -177,14 +177,14 @@ impl Metrics {
     /// stalled, or rendering failed), so a client never takes a part for
     /// the whole. Closed with nothing in it if the render thread is gone.
     ///
-    /// At 10,000 checks a render is 0.1-0.3 s of CPU. On a runtime worker
+    /// At 10,000 checks a render is 0.1-0.3 s of CPU: on a runtime worker
     /// (often the only one, in a container limited to less than a core) it
-    /// held back every probe and every `/readyz` answer due meanwhile: at
-    /// 10,000 checks scraped every 10 s, p99 start lateness was 50.8 ms and
-    /// `/readyz` took up to 173 ms. The render thread runs at the lowest CPU
-    /// priority, so the runtime's threads come first: 4.4 ms and 6.5 ms
-    /// (`BENCHMARKS.md`). Streamed, a scrape holds a few chunks instead of
-    /// the whole 4 MB text, which glibc kept after every scrape.
+    /// would hold back every probe and every `/readyz` answer due
+    /// meanwhile. So it runs on a thread of its own at the lowest CPU
+    /// priority, and the runtime's threads come first (`BENCHMARKS.md` has
+    /// the lateness with and without). Streamed, a scrape holds a few
+    /// chunks rather than the whole text (megabytes at 10,000 checks, which
+    /// the allocator would keep).
     pub async fn scrape(&self) -> Chunks {
         let (chunks, text) = mpsc::channel(CHUNKS_QUEUED + 1);
         // If the thread is gone, the request (and its sender) is dropped:
