@@ -87,7 +87,7 @@ fn row(check: &Check, outcome: Outcome) -> Row {
         kind: check.kind,
         status,
         critical: check.critical,
-        duration_ms: (outcome.duration.as_secs_f64() * 1e6).round() / 1e3,
+        duration_ms: crate::units::millis(outcome.duration),
         category: outcome.category().map(probe::Category::as_str),
         message: outcome.message,
     }

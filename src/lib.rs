@@ -23,6 +23,7 @@ pub mod reload;
 pub mod scheduler;
 pub mod server;
 pub mod telemetry;
+pub mod units;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -33,7 +33,10 @@ impl<const SECS: u64> AtMost<SECS> {
     /// `d`, when it is within bounds.
     pub fn new(d: Duration) -> Result<Self, String> {
         if d > Duration::from_secs(SECS) {
-            Err(format!("must be at most {}", whole(SECS)))
+            Err(format!(
+                "must be at most {}",
+                crate::units::whole_unit(SECS)
+            ))
         } else {
             Ok(Self(d))
         }
@@ -56,7 +59,10 @@ impl<const SECS: u64> Positive<SECS> {
         if d.is_zero() {
             Err("must be more than 0s".into())
         } else if d > Duration::from_secs(SECS) {
-            Err(format!("must be at most {}", whole(SECS)))
+            Err(format!(
+                "must be at most {}",
+                crate::units::whole_unit(SECS)
+            ))
         } else {
             Ok(Self(d))
         }
@@ -70,16 +76,6 @@ impl<const SECS: u64> Positive<SECS> {
     /// The duration.
     pub fn get(self) -> Duration {
         self.0
-    }
-}
-
-/// `secs` in its largest whole unit, as the reference writes bounds (`1h`, `365d`).
-fn whole(secs: u64) -> String {
-    match secs {
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 

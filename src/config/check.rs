@@ -14,6 +14,7 @@ use super::bounded::Period;
 use super::problems::{Problems, Scope, nearest, quoted};
 use super::schedule::{Schedule, ScheduleSection};
 use crate::health::{Group, Groups};
+use crate::probe::ProbeSpec;
 use crate::probe::cert::TlsProbeConfig;
 use crate::probe::disk::DiskConfig;
 use crate::probe::dns::DnsConfig;
@@ -23,8 +24,8 @@ use crate::probe::http::HttpConfig;
 use crate::probe::memory::MemoryConfig;
 use crate::probe::tcp::TcpConfig;
 use crate::probe::udp::UdpConfig;
-use crate::probe::{ProbeSpec, human};
 use crate::scheduler::push::{PushConfig, PushSpec};
+use crate::units::human;
 
 /// Longest check name.
 const MAX_NAME_LEN: usize = 63;

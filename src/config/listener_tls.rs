@@ -2,14 +2,11 @@
 //! config. Used when validating (so a bad file is a config problem with its
 //! key) and by the listeners, which read the files again when they change.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::ring;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::model::{ListenerTlsSection, TlsVersion};
 
@@ -29,16 +26,13 @@ pub fn server_config(
     tls: &ListenerTlsSection,
     alpn: &[&[u8]],
 ) -> Result<ServerConfig, ListenerTlsError> {
-    let chain = certs(&tls.cert_file).map_err(|message| ListenerTlsError {
+    let chain = super::pem::certificates(&tls.cert_file).map_err(|message| ListenerTlsError {
         key: "cert_file",
         message,
     })?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| ListenerTlsError {
+    let key = super::pem::private_key(&tls.key_file).map_err(|message| ListenerTlsError {
         key: "key_file",
-        message: format!(
-            "cannot read a private key from {}: {e}",
-            tls.key_file.display()
-        ),
+        message,
     })?;
     let provider = Arc::new(ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
@@ -55,12 +49,12 @@ pub fn server_config(
         None => builder.with_no_client_auth(),
         Some(path) => {
             let mut roots = RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(certs(path).map_err(|message| {
-                ListenerTlsError {
+            let (added, _) = roots.add_parsable_certificates(
+                super::pem::certificates(path).map_err(|message| ListenerTlsError {
                     key: "client_ca_file",
                     message,
-                }
-            })?);
+                })?,
+            );
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| ListenerTlsError {
@@ -82,14 +76,4 @@ pub fn server_config(
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
-}
-
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no certificate in {}", path.display()));
-    }
-    Ok(certs)
 }

@@ -13,6 +13,7 @@ pub mod duration;
 mod listener_tls;
 mod load;
 mod model;
+pub mod pem;
 pub mod problems;
 mod resolved;
 mod schedule;

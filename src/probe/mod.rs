@@ -446,24 +446,12 @@ pub async fn run(probe: &dyn Probe, timeout: Duration) -> Outcome {
             Ok(outcome) => outcome,
             Err(_) => Outcome::fail(
                 Category::Timeout,
-                format!("timed out after {}", human(timeout)),
+                format!("timed out after {}", crate::units::human(timeout)),
             ),
         };
     outcome.duration = start.elapsed();
     outcome.started_at = started_at;
     outcome
-}
-
-/// A duration as people write it in the config (`250ms`, `5s`).
-pub fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 && ms > 0 {
-        format!("{}s", ms / 1000)
-    } else if ms > 0 {
-        format!("{ms}ms")
-    } else {
-        format!("{}µs", d.as_micros())
-    }
 }
 
 #[cfg(test)]

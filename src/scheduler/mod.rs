@@ -347,8 +347,8 @@ impl Pace {
         {
             let message = format!(
                 "slow: took {}, more than {} ({})",
-                probe::human(outcome.duration),
-                probe::human(m.limit),
+                crate::units::human(outcome.duration),
+                crate::units::human(m.limit),
                 outcome.message
             );
             let slow = match m.slow {

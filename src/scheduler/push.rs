@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{Message, Report};
 use crate::config::Scope;
 use crate::config::bounded::Period;
-use crate::probe::{self, Category, Outcome};
+use crate::probe::{Category, Outcome};
 
 /// `type = "push"`: nothing is probed; the service (or a batch job) reports
 /// with `POST /api/checks/{name}/report` on the admin listener (the admin
@@ -135,7 +135,7 @@ pub(super) async fn run_push(
             },
             () = sleep_until(expires) => Outcome::fail(
                 Category::TtlExpired,
-                format!("no report for {}", probe::human(ttl)),
+                format!("no report for {}", crate::units::human(ttl)),
             ),
         };
         let now = Instant::now();

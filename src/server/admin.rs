@@ -379,7 +379,7 @@ fn check_json(c: &CheckView, runs: bool) -> Value {
 fn run_json(r: &LastRun) -> Value {
     let mut out = json!({
         "time": rfc3339(r.at()),
-        "durationMs": millis(r.duration()),
+        "durationMs": crate::units::millis(r.duration()),
         "result": crate::probe::result_name(r.failure, r.warning),
         "message": &*r.message,
     });
@@ -393,7 +393,7 @@ fn run_json(r: &LastRun) -> Value {
         out["phasesMs"] = r
             .phases
             .iter()
-            .map(|(name, d)| (name.to_owned(), json!(millis(d))))
+            .map(|(name, d)| (name.to_owned(), json!(crate::units::millis(d))))
             .collect::<serde_json::Map<_, _>>()
             .into();
     }
@@ -401,10 +401,6 @@ fn run_json(r: &LastRun) -> Value {
 }
 
 /// Milliseconds with microsecond precision.
-fn millis(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
 fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }

@@ -218,8 +218,7 @@ fn component(check: &CheckView) -> Value {
         "time": humantime::format_rfc3339_millis(check.last().map_or(check.since, LastRun::at)).to_string(),
     });
     if let Some(last) = check.last() {
-        c["observedValue"] =
-            json!((last.duration().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
+        c["observedValue"] = json!(crate::units::millis(last.duration()));
         c["observedUnit"] = json!("ms");
         if let Some(category) = last.failure.or(last.warning) {
             c["category"] = json!(category.as_str());

@@ -23,8 +23,6 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::bounded::AtMost;
 use crate::config::{OtlpProtocol, OtlpSection, TemporalityKind};
@@ -332,18 +330,12 @@ impl SpawningClient {
 }
 
 fn client_tls(settings: &OtlpSection) -> Result<rustls::ClientConfig, OtlpError> {
+    use crate::config::pem;
     let error = |e: &dyn std::fmt::Display| OtlpError(format!("tls: {e}"));
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| OtlpError(format!("{}: {e}", path.display())))
-    };
     let mut roots = rustls::RootCertStore::empty();
     match &settings.tls.ca_file {
         Some(ca) => {
-            let pem = read(ca)?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| error(&e))?;
-            roots.add_parsable_certificates(certs);
+            roots.add_parsable_certificates(pem::certificates(ca).map_err(|e| error(&e))?);
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
@@ -355,10 +347,8 @@ fn client_tls(settings: &OtlpSection) -> Result<rustls::ClientConfig, OtlpError>
     .with_root_certificates(roots);
     match (&settings.tls.cert_file, &settings.tls.key_file) {
         (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_slice_iter(&read(cert)?)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| error(&e))?;
-            let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| error(&e))?;
+            let certs = pem::certificates(cert).map_err(|e| error(&e))?;
+            let key = pem::private_key(key).map_err(|e| error(&e))?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| error(&e))

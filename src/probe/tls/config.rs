@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Scope;
@@ -88,10 +87,7 @@ impl TlsSection {
 
 /// The CA certificates of a PEM file, when it holds at least one usable.
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    let certs = crate::config::pem::certificates(path)?;
     let mut store = rustls::RootCertStore::empty();
     let (added, _) = store.add_parsable_certificates(certs.iter().cloned());
     if added == 0 {
