@@ -30,34 +30,29 @@
 //!
 //! Labels are bounded by the config: never a URL, a message or an address.
 
-use std::io;
+mod gauges;
+mod recorder;
+mod render;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, UNIX_EPOCH};
-
-use bytes::Bytes;
+use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::ManualReader;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::reader::MetricReader as _;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 
-use crate::health::{CheckView, LastRun, Published, Status, Transition};
-use crate::probe::Outcome;
+pub use recorder::Recorder;
+pub use render::Chunks;
+use render::{CHUNKS_QUEUED, STALLED, Scrape, collect, spawn_renderer};
+
+use crate::health::Published;
 use crate::scheduler::Observer;
 use crate::telemetry::exposition::{self, SharedReader};
 use crate::telemetry::otlp::{Counted, Dropped};
-
-/// Histogram buckets for probe durations, in seconds: 1 ms to 30 s.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-const STATUSES: [Status; 4] = [Status::Starting, Status::Pass, Status::Warn, Status::Fail];
 
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -71,14 +66,6 @@ pub struct Metrics {
     recorder: Arc<Recorder>,
     /// Asks the render thread for an exposition (see [`Metrics::scrape`]).
     renders: mpsc::Sender<Scrape>,
-}
-
-/// Counts runs and transitions as the collector records them.
-pub struct Recorder {
-    lateness: Histogram<f64>,
-    runs: Counter<u64>,
-    duration: Histogram<f64>,
-    transitions: Counter<u64>,
 }
 
 impl Metrics {
@@ -136,7 +123,7 @@ impl Metrics {
 
     /// Registers the gauges, read from `published` whenever metrics are collected.
     pub fn watch(&self, published: Published) {
-        register_gauges(&self.provider.meter("healthgate"), published);
+        gauges::register(&self.provider.meter("healthgate"), published);
     }
 
     /// Registers `healthgate_connections_shed_total`, read from `shed`.
@@ -202,364 +189,14 @@ impl Metrics {
     }
 }
 
-/// Niceness of the render thread: the lowest priority.
-const RENDER_NICE: i32 = 19;
-/// Chunks written ahead of the scraper: the most text a scrape holds.
-const CHUNKS_QUEUED: usize = 4;
-/// A scraper that takes no text for this long is dropped (Prometheus's
-/// default scrape timeout): it holds the render thread, and every scrape
-/// queued behind it waits.
-const STALLED: Duration = Duration::from_secs(10);
-
-/// What `/metrics` reads: see [`Metrics::scrape`].
-pub type Chunks = mpsc::Receiver<io::Result<Bytes>>;
-
-/// Where one scrape's text goes.
-type Scrape = mpsc::Sender<io::Result<Bytes>>;
-
-/// Starts the thread that renders `/metrics`, at [`RENDER_NICE`]; it ends
-/// with the last sender. Scrapes queue on the returned sender.
-fn spawn_renderer(
-    reader: Arc<ManualReader>,
-    stalled: Duration,
-) -> Result<mpsc::Sender<Scrape>, MetricsError> {
-    let (renders, mut asks) = mpsc::channel::<Scrape>(1);
-    // The thread's own clock for timing out a stalled scraper: the main
-    // runtime's timers stop (and panic when polled) as it shuts down, which
-    // a scrape in flight could see.
-    let clock = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| MetricsError(format!("cannot start the render thread's clock: {e}")))?;
-    std::thread::Builder::new()
-        .name("metrics-render".into())
-        .spawn(move || {
-            lower_priority();
-            while let Some(chunks) = asks.blocking_recv() {
-                stream(&reader, &chunks, &clock, stalled);
-            }
-        })
-        .map_err(|e| MetricsError(format!("cannot start the render thread: {e}")))?;
-    Ok(renders)
-}
-
-/// Writes one scrape's text into its channel, a chunk at a time.
-fn stream(
-    reader: &ManualReader,
-    chunks: &Scrape,
-    clock: &tokio::runtime::Runtime,
-    stalled: Duration,
-) {
-    // A slot kept for the error: a stalled reader that comes back still
-    // learns the text was cut short.
-    let Ok(error_slot) = chunks.clone().try_reserve_owned() else {
-        return; // the scraper has gone
-    };
-    let mut emit = |text: String| {
-        // The timer is made inside `block_on`: it needs the runtime's context.
-        let send = async { timeout(stalled, chunks.send(Ok(Bytes::from(text)))).await };
-        matches!(clock.block_on(send), Ok(Ok(())))
-    };
-    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        exposition::write(&collect(reader), &mut emit)
-    }));
-    if !matches!(written, Ok(true)) {
-        tracing::debug!("a /metrics scrape was cut short: the scraper stalled or left");
-        error_slot.send(Err(io::Error::other("the exposition was cut short")));
-    }
-}
-
-/// Lowers the calling thread to [`RENDER_NICE`]. Linux keeps a nice value
-/// per thread; elsewhere it is the whole process's, so it is left alone.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    if let Err(error) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), RENDER_NICE)
-    {
-        tracing::debug!(%error, "cannot lower the render thread's priority");
-    }
-}
-
-/// What the SDK holds now: every series, read once.
-fn collect(reader: &ManualReader) -> ResourceMetrics {
-    let mut collected = ResourceMetrics::default();
-    if let Err(error) = reader.collect(&mut collected) {
-        tracing::warn!(%error, "cannot collect metrics");
-    }
-    collected
-}
-
-impl Recorder {
-    fn new(meter: &Meter) -> Self {
-        Self {
-            runs: meter
-                .u64_counter("healthgate.check.runs")
-                .with_description("Probe runs, by result and failure category.")
-                .build(),
-            duration: meter
-                .f64_histogram("healthgate.check.duration")
-                .with_unit("s")
-                .with_description("How long probe runs took, by result.")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            lateness: meter
-                .f64_histogram("healthgate.scheduler.lateness")
-                .with_unit("s")
-                .with_description(
-                    "How late probe runs started against their schedule (all checks; \
-                     CPU starvation or an overloaded scheduler shows here).",
-                )
-                .with_boundaries(LATENESS_BUCKETS.to_vec())
-                .build(),
-            transitions: meter
-                .u64_counter("healthgate.check.transitions")
-                .with_description("Changes of a check's status, by from and to.")
-                .build(),
-        }
-    }
-}
-
-/// Run start lateness buckets, in seconds: 1 ms to 1 s.
-const LATENESS_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
-
-impl Observer for Recorder {
-    fn on_start(&self, lateness: Duration) {
-        self.lateness.record(lateness.as_secs_f64(), &[]);
-    }
-
-    fn on_result(&self, check: &CheckView, outcome: &Outcome, transition: Option<Transition>) {
-        let result = outcome.result();
-        let mut labels = vec![
-            KeyValue::new("check", check.name.clone()),
-            KeyValue::new("type", check.kind),
-            KeyValue::new("result", result),
-        ];
-        self.duration
-            .record(outcome.duration.as_secs_f64(), &labels);
-        if let Some(category) = outcome.category() {
-            labels.push(KeyValue::new("category", category.as_str()));
-        }
-        self.runs.add(1, &labels);
-        if let Some(t) = transition {
-            self.transitions.add(
-                1,
-                &[
-                    KeyValue::new("check", check.name.clone()),
-                    KeyValue::new("type", check.kind),
-                    KeyValue::new("from", t.from.as_str()),
-                    KeyValue::new("to", t.to.as_str()),
-                ],
-            );
-        }
-    }
-}
-
-fn check_labels(check: &CheckView) -> [KeyValue; 2] {
-    [
-        KeyValue::new("check", check.name.clone()),
-        KeyValue::new("type", check.kind),
-    ]
-}
-
-fn flag(value: bool) -> u64 {
-    u64::from(value)
-}
-
-/// Every gauge is an observable read from the snapshot: removed checks vanish
-/// from them at once, and nothing is stored twice.
-fn register_gauges(meter: &Meter, published: Published) {
-    let p = published.clone();
-    meter
-        .u64_observable_gauge("healthgate.check.up")
-        .with_description("1 when the check's status is pass or warn, 0 otherwise.")
-        .with_callback(move |o| {
-            for c in &p.load().checks {
-                o.observe(
-                    flag(matches!(c.status, Status::Pass | Status::Warn)),
-                    &check_labels(c),
-                );
-            }
-        })
-        .build();
-    let p = published.clone();
-    meter
-        .u64_observable_gauge("healthgate.check.status")
-        .with_description("The check's status, one-hot: starting, pass, warn, fail.")
-        .with_callback(move |o| {
-            for c in &p.load().checks {
-                let [check, kind] = check_labels(c);
-                for status in STATUSES {
-                    let labels = [
-                        check.clone(),
-                        kind.clone(),
-                        KeyValue::new("status", status.as_str()),
-                    ];
-                    o.observe(flag(c.status == status), &labels);
-                }
-            }
-        })
-        .build();
-    let p = published.clone();
-    meter
-        .u64_observable_gauge("healthgate.check.consecutive_failures")
-        .with_description("Consecutive failed runs counted toward failure_threshold.")
-        .with_callback(move |o| {
-            for c in &p.load().checks {
-                o.observe(u64::from(c.consecutive_failures), &check_labels(c));
-            }
-        })
-        .build();
-    let p = published.clone();
-    meter
-        .f64_observable_gauge("healthgate.check.last_change")
-        .with_unit("s")
-        .with_description("When the check's status last changed (or the check was created), in seconds since the Unix epoch.")
-        .with_callback(move |o| {
-            for c in &p.load().checks {
-                let seconds = c.since.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                o.observe(seconds, &check_labels(c));
-            }
-        })
-        .build();
-    let p = published.clone();
-    meter
-        .u64_observable_gauge("healthgate.check.critical")
-        .with_description(
-            "1 for each group a check takes part in, with whether it is critical as the value.",
-        )
-        .with_callback(move |o| {
-            for c in &p.load().checks {
-                let [check, kind] = check_labels(c);
-                for group in c.groups.iter() {
-                    let labels = [
-                        check.clone(),
-                        kind.clone(),
-                        KeyValue::new("group", group.as_str()),
-                    ];
-                    o.observe(flag(c.critical), &labels);
-                }
-            }
-        })
-        .build();
-    let p = published.clone();
-    meter
-        .u64_observable_gauge("healthgate.http.status_code")
-        .with_description("The HTTP status of the last response, per http check.")
-        .with_callback(move |o| {
-            for c in &p.load().checks {
-                if let Some(code) = c.last().and_then(LastRun::http_status) {
-                    o.observe(u64::from(code), &[KeyValue::new("check", c.name.clone())]);
-                }
-            }
-        })
-        .build();
-    let p = published.clone();
-    meter
-        .f64_observable_gauge("healthgate.tls.cert.not_after")
-        .with_unit("s")
-        .with_description("Earliest expiry in the certificate chain an https check was last presented, in seconds since the Unix epoch.")
-        .with_callback(move |o| {
-            for c in &p.load().checks {
-                if let Some(at) = c.cert_not_after {
-                    let seconds = at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                    o.observe(seconds, &[KeyValue::new("check", c.name.clone())]);
-                }
-            }
-        })
-        .build();
-    for (name, description, pick) in [
-        (
-            "healthgate.ready",
-            "1 when /readyz answers 200.",
-            (|s: &crate::health::Snapshot| s.readiness.ok) as fn(&_) -> bool,
-        ),
-        ("healthgate.live", "1 when /livez answers 200.", |s| {
-            s.liveness.ok
-        }),
-        (
-            "healthgate.started",
-            "1 once /startupz answers 200 (latched).",
-            |s| s.startup.ok,
-        ),
-        (
-            "healthgate.draining",
-            "1 while readiness is failed on purpose: a shutdown's drain, or POST /admin/drain.",
-            |s| s.drain.is_some(),
-        ),
-    ] {
-        let p = published.clone();
-        meter
-            .u64_observable_gauge(name)
-            .with_description(description)
-            .with_callback(move |o| o.observe(flag(pick(&p.load())), &[]))
-            .build();
-    }
-    let p = published.clone();
-    meter
-        .u64_observable_counter("healthgate.config.reloads")
-        .with_description("Config reloads, by result (success: applied; failure: rejected, the previous config kept).")
-        .with_callback(move |o| {
-            let reloads = &p.load().reloads;
-            o.observe(reloads.applied, &[KeyValue::new("result", "success")]);
-            o.observe(reloads.failed, &[KeyValue::new("result", "failure")]);
-        })
-        .build();
-    let p = published.clone();
-    meter
-        .u64_observable_gauge("healthgate.config.last_reload_successful")
-        .with_description("1 when the last config load (at start or by reload) succeeded.")
-        .with_callback(move |o| {
-            let ok = p.load().reloads.last.as_ref().is_none_or(|l| l.successful);
-            o.observe(flag(ok), &[]);
-        })
-        .build();
-    let p = published;
-    meter
-        .f64_observable_gauge("healthgate.config.last_reload_success_time")
-        .with_unit("s")
-        .with_description(
-            "When a config was last loaded successfully, in seconds since the Unix epoch.",
-        )
-        .with_callback(move |o| {
-            if let Some(at) = p.load().reloads.last_success_at {
-                let seconds = at
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                o.observe(seconds, &[]);
-            }
-        })
-        .build();
-    meter
-        .f64_observable_counter("healthgate.process.cpu.time")
-        .with_unit("s")
-        .with_description("CPU seconds (user and system) the healthgate process has used.")
-        .with_callback(|o| {
-            if let Some(seconds) = super::process::cpu_seconds() {
-                o.observe(seconds, &[]);
-            }
-        })
-        .build();
-    meter
-        .u64_observable_gauge("healthgate.process.memory.rss")
-        .with_unit("By")
-        .with_description("Resident memory of the healthgate process.")
-        .with_callback(|o| {
-            if let Some(bytes) = super::process::resident_bytes() {
-                o.observe(bytes, &[]);
-            }
-        })
-        .build();
-    meter
-        .u64_observable_gauge("healthgate.build.info")
-        .with_description("Always 1; the version of the running healthgate.")
-        .with_callback(|o| o.observe(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]))
-        .build();
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io;
     use std::sync::mpsc;
 
+    use bytes::Bytes;
+
+    use super::render::RENDER_NICE;
     use super::*;
 
     fn metrics() -> Arc<Metrics> {
