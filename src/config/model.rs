@@ -1,9 +1,11 @@
-//! The config file as the user writes it: serde types whose doc comments are the reference.
-//!
-//! These types are only the *shape*. `validate` turns them into the resolved
-//! [`Config`](super::Config) the engine runs, with defaults applied and every
-//! value checked. Every duration is humantime (`"250ms"`, `"1h 30m"`) and at
-//! most `"3650d"`, and most keys have a tighter bound, given with the key.
+//! The root sections (`[server]`, `[reload]`, `[telemetry]`) as the user
+//! writes them: serde types whose doc comments are the reference. A bound
+//! on a single value is its type ([`super::bounded`]); `validate` applies
+//! the rules across keys and files and builds the [`Config`](super::Config)
+//! the engine runs. Every duration is humantime (`"250ms"`, `"1h 30m"`) and
+//! at most `"3650d"`, and most keys have a tighter bound, given with the
+//! key. `[defaults]` is [`super::ScheduleSection`]; a check's keys are in
+//! [`super::check`] and in its type's module.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
