@@ -1,5 +1,6 @@
-//! Durations as people read them: in messages as the config writes them
-//! (`250ms`, `5s`, `1h`), and in JSON as milliseconds to the microsecond.
+//! Figures as people read them: durations in messages as the config writes
+//! them (`250ms`, `5s`, `1h`) and in JSON as milliseconds to the
+//! microsecond; sizes in binary units.
 
 use std::time::Duration;
 
@@ -32,6 +33,22 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// `1.5 GiB`, `300 MiB`, `12 KiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +64,7 @@ mod tests {
         assert_eq!(whole_unit(10), "10s");
         assert_eq!(whole_unit(0), "0s");
         assert_eq!(millis(Duration::from_nanos(12_345_678)), 12.346);
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536 << 20), "1.5 GiB");
     }
 }

@@ -9,6 +9,7 @@ use nix::sys::statvfs::statvfs;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BoxFuture, Category, Outcome, Probe};
+use crate::units::bytes;
 
 mod config;
 pub(crate) use config::default_fail_above;
@@ -156,22 +157,6 @@ pub fn judge(spec: &DiskSpec, u: Usage) -> Outcome {
         );
     }
     Outcome::pass(summary)
-}
-
-/// `1.5 GiB`, `300 MiB`, `12 KiB`, `512 B`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 impl Probe for DiskProbe {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::time::Instant;
 
-use super::disk::bytes;
 use super::{BoxFuture, Category, Outcome, Probe};
+use crate::units::bytes;
 
 mod config;
 pub use config::{MemoryConfig, MemorySpec};
