@@ -1,7 +1,9 @@
 //! Values whose rules are their type: a key that holds one of these cannot
 //! hold a value out of its bounds, so no hand-written check is needed after
 //! parsing. Each refuses a bad value with the message the user sees (serde
-//! passes it through with the key).
+//! passes it through with the key); every such message begins with `must`
+//! or `needs`, which is how the problem collector tells a broken rule from
+//! a value of the wrong type.
 
 use std::time::Duration;
 
@@ -22,41 +24,18 @@ pub type Period = Positive<SCHEDULE_SECS>;
 pub type Delay = AtMost<SCHEDULE_SECS>;
 
 /// A duration of at most `SECS` seconds, 0s included.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AtMost<const SECS: u64>(Duration);
-
+pub type AtMost<const SECS: u64> = Span<SECS, true>;
 /// A duration more than 0s and at most `SECS` seconds.
+pub type Positive<const SECS: u64> = Span<SECS, false>;
+
+/// A duration of at most `SECS` seconds, and more than 0s unless `ZERO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Positive<const SECS: u64>(Duration);
+pub struct Span<const SECS: u64, const ZERO: bool>(Duration);
 
-impl<const SECS: u64> AtMost<SECS> {
+impl<const SECS: u64, const ZERO: bool> Span<SECS, ZERO> {
     /// `d`, when it is within bounds.
     pub fn new(d: Duration) -> Result<Self, String> {
-        if d > Duration::from_secs(SECS) {
-            Err(format!(
-                "must be at most {}",
-                crate::units::whole_unit(SECS)
-            ))
-        } else {
-            Ok(Self(d))
-        }
-    }
-
-    /// `d`, which the caller knows to be within bounds (a built-in default).
-    pub(crate) const fn known(d: Duration) -> Self {
-        Self(d)
-    }
-
-    /// The duration.
-    pub fn get(self) -> Duration {
-        self.0
-    }
-}
-
-impl<const SECS: u64> Positive<SECS> {
-    /// `d`, when it is within bounds.
-    pub fn new(d: Duration) -> Result<Self, String> {
-        if d.is_zero() {
+        if d.is_zero() && !ZERO {
             Err("must be more than 0s".into())
         } else if d > Duration::from_secs(SECS) {
             Err(format!(
@@ -79,27 +58,20 @@ impl<const SECS: u64> Positive<SECS> {
     }
 }
 
-impl<'de, const SECS: u64> Deserialize<'de> for AtMost<SECS> {
+impl<const SECS: u64> Default for Span<SECS, true> {
+    fn default() -> Self {
+        Self(Duration::ZERO)
+    }
+}
+
+impl<'de, const SECS: u64, const ZERO: bool> Deserialize<'de> for Span<SECS, ZERO> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let d: Duration = super::duration::deserialize(d)?;
-        AtMost::new(d).map_err(D::Error::custom)
+        Span::new(d).map_err(D::Error::custom)
     }
 }
 
-impl<'de, const SECS: u64> Deserialize<'de> for Positive<SECS> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let d: Duration = super::duration::deserialize(d)?;
-        Positive::new(d).map_err(D::Error::custom)
-    }
-}
-
-impl<const SECS: u64> Serialize for AtMost<SECS> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        super::duration::serialize(&self.0, s)
-    }
-}
-
-impl<const SECS: u64> Serialize for Positive<SECS> {
+impl<const SECS: u64, const ZERO: bool> Serialize for Span<SECS, ZERO> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         super::duration::serialize(&self.0, s)
     }

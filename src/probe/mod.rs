@@ -248,6 +248,18 @@ pub struct Target {
     pub method: Option<String>,
 }
 
+impl Target {
+    /// `host:port`, with no URL or method: what a tcp, udp or tls check talks to.
+    pub fn endpoint(host: &str, port: u16) -> Arc<Self> {
+        Arc::new(Self {
+            address: host.to_owned(),
+            port,
+            url: None,
+            method: None,
+        })
+    }
+}
+
 impl Outcome {
     /// A passing outcome (duration filled in by [`run`]).
     pub fn pass(message: impl Into<String>) -> Self {

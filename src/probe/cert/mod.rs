@@ -25,12 +25,7 @@ impl CertProbe {
     pub fn new(spec: TlsProbeSpec) -> Self {
         Self {
             config: tls::client_config_alpn(&spec.tls, &[]),
-            target: Arc::new(Target {
-                address: spec.host.clone(),
-                port: spec.port,
-                url: None,
-                method: None,
-            }),
+            target: Target::endpoint(&spec.host, spec.port),
             spec,
         }
     }

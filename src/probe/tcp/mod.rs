@@ -22,12 +22,7 @@ pub struct TcpProbe {
 impl TcpProbe {
     /// A probe for `spec`.
     pub fn new(spec: TcpSpec) -> Self {
-        let target = Arc::new(Target {
-            address: spec.host.clone(),
-            port: spec.port,
-            url: None,
-            method: None,
-        });
+        let target = Target::endpoint(&spec.host, spec.port);
         Self { spec, target }
     }
 }

@@ -20,12 +20,7 @@ pub struct UdpProbe {
 impl UdpProbe {
     /// A probe for `spec`.
     pub fn new(spec: UdpSpec) -> Self {
-        let target = Arc::new(Target {
-            address: spec.host.clone(),
-            port: spec.port,
-            url: None,
-            method: None,
-        });
+        let target = Target::endpoint(&spec.host, spec.port);
         Self { spec, target }
     }
 }
