@@ -829,3 +829,33 @@ fn problems_escape_control_characters() {
     );
     assert!(stderr.contains("bad\\u{1b}[31mkey"), "{stderr}");
 }
+
+#[test]
+fn a_refused_value_is_not_then_judged_as_its_default() {
+    // drain.min is refused; its default (5s) is longer than max, but the
+    // file never said so.
+    let (code, stderr) = validate(
+        HTTP_FILE,
+        &format!("[server]\ndrain = {{ min = \"2h\", max = \"1s\" }}\n{HTTP}"),
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`server.drain.min`: must be at most 1h"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("longer than server.drain.max"), "{stderr}");
+    // The same for a check: a refused timeout is not compared with max_duration.
+    let (code, stderr) = validate(
+        HTTP_FILE,
+        &format!("{HTTP}timeout = \"0s\"\nexpect.max_duration = \"2s\"\n"),
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`timeout`: must be more than 0s"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is more than the timeout"), "{stderr}");
+    assert!(stderr.contains("1 problem(s)"), "{stderr}");
+}

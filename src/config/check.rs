@@ -528,7 +528,11 @@ pub(super) fn parse(
         }
     }
     let common: Option<CheckCommon> = problems.parse(label, "", Value::Object(common));
+    let before_schedule = problems.count();
     let schedule: Option<ScheduleSection> = problems.parse(label, "", Value::Object(schedule));
+    // A key refused here falls back to its default: a rule across keys
+    // would then judge a value the user did not write.
+    let schedule_as_written = problems.count() == before_schedule;
     let mut tagged = Map::new();
     tagged.insert(kind.to_owned(), Value::Object(section));
     let section: Option<TypeSection> = problems.parse_variant(label, Value::Object(tagged));
@@ -567,7 +571,7 @@ pub(super) fn parse(
             slow,
         } => {
             let limit = limit.get();
-            if limit > schedule.timeout {
+            if schedule_as_written && limit > schedule.timeout {
                 problems.push(
                     label,
                     "expect.max_duration",

@@ -26,7 +26,11 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
         return Err(v.into_problems());
     };
     v.unknown_keys(None, "", &root, TOP_KEYS);
+    let before_server = v.problems.count();
     let server: Option<ServerSection> = v.section(&root, "server");
+    // A key refused here falls back to its default: a rule across keys
+    // would then judge a value the user did not write.
+    let server_as_written = v.problems.count() == before_server;
     let reload: Option<ReloadSection> = v.section(&root, "reload");
     let telemetry: Option<TelemetrySection> = v.section(&root, "telemetry");
     let defaults: Option<ScheduleSection> = v.section(&root, "defaults");
@@ -79,7 +83,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     if let Some(t) = &telemetry {
         v.otlp(&t.otlp);
     }
-    let admin_token = server.as_ref().and_then(|s| v.server(s));
+    let admin_token = server.as_ref().and_then(|s| v.server(s, server_as_written));
     match (server, reload, telemetry, defaults) {
         (Some(server), Some(reload), Some(telemetry), Some(_)) if v.problems.is_empty() => {
             Ok(Config {
@@ -138,7 +142,9 @@ impl Validator {
     }
 
     /// Checks the listeners; returns the admin token read from its file.
-    fn server(&mut self, s: &ServerSection) -> Option<Secret> {
+    /// `as_written`: no key of `s` was refused (and replaced by its default),
+    /// so the rules across keys judge what the file says.
+    fn server(&mut self, s: &ServerSection, as_written: bool) -> Option<Secret> {
         let mut addresses = vec![
             ("server.listen", s.listen),
             ("server.admin_listen", s.admin_listen),
@@ -153,7 +159,7 @@ impl Validator {
                 self.push(None, key, format!("{addr} is already used by `{other}`"));
             }
         }
-        if s.drain.min.get() > s.drain.max.get() {
+        if as_written && s.drain.min.get() > s.drain.max.get() {
             self.push(
                 None,
                 "server.drain.min",
