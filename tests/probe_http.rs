@@ -229,9 +229,12 @@ async fn credentials_are_sent_but_never_shown() {
     ))
     .await;
     assert_fails(&o, Category::StatusMismatch);
-    let check = one_check(&format!(
-        "[[checks]]\nname = \"t\"\ntype = \"http\"\nurl = \"{url}\"\nheaders = {{ \"X-Token\" = \"tok-secret\" }}"
-    ));
+    let mut http = HttpConfig::get(&url);
+    http.headers.insert("X-Token".into(), "tok-secret".into());
+    let check = CheckConfig::new("t", TypeSection::Http(http))
+        .unwrap()
+        .resolve()
+        .unwrap();
     let debug = format!("{check:?} {o:?}");
     assert!(
         !debug.contains("hunter2") && !debug.contains("tok-secret"),

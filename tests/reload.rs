@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use healthgate::config::{CheckConfig, TypeSection};
+use healthgate::probe::exec::ExecConfig;
 use http::StatusCode;
 use nix::sys::signal::Signal;
 use support::*;
@@ -19,11 +21,11 @@ fn toml(reload: &str, names: &[&str]) -> String {
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[reload]\n{reload}\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n"
     );
-    for name in names {
-        text.push_str(&format!(
-            "[[checks]]\nname = \"{name}\"\ntype = \"exec\"\ncommand = [\"true\"]\n"
-        ));
-    }
+    let checks: Vec<CheckConfig> = names
+        .iter()
+        .map(|name| CheckConfig::new(name, TypeSection::Exec(ExecConfig::argv(["true"]))).unwrap())
+        .collect();
+    text.push_str(&checks_toml(&checks));
     text
 }
 
@@ -643,4 +645,15 @@ async fn a_reload_whose_listener_cannot_bind_applies_none_of_its_checks() {
             .0,
         StatusCode::OK
     );
+}
+
+#[test]
+fn the_typed_checks_write_the_file_a_person_would() {
+    let text = toml("", &["a", "b"]);
+    let config = config(&text);
+    let names: Vec<&str> = config.checks.iter().map(|c| &*c.name).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(config.checks.iter().all(|c| c.kind == "exec"), "{text}");
+    assert_eq!(text.matches("[[checks]]").count(), 2, "{text}");
+    assert!(text.contains("name = \"b\"\n"), "{text}");
 }

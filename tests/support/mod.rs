@@ -37,6 +37,16 @@ pub fn one_check(toml: &str) -> Check {
     config(toml).checks.remove(0)
 }
 
+/// `checks`, built in code with the typed constructors, as the `[[checks]]`
+/// tables of a config file.
+pub fn checks_toml(checks: &[healthgate::config::CheckConfig]) -> String {
+    let tables: Vec<serde_json::Value> = checks
+        .iter()
+        .map(healthgate::config::CheckConfig::table)
+        .collect();
+    toml::to_string(&serde_json::json!({ "checks": tables })).expect("checks as TOML")
+}
+
 /// What the test server counts.
 #[derive(Default)]
 pub struct Counters {
