@@ -773,6 +773,16 @@ mod udp {
         )
         .await;
         assert_fails(&o, Category::ResponseMismatch);
+        // The peer echoes the datagram; what was sent may be a token and
+        // never reaches the message.
+        let o = run_probe(
+            "udp",
+            &format!("address = \"{addr}\"\nsend = \"key=s3cr3t-t0ken\"\nexpect = \"^PONG\""),
+        )
+        .await;
+        assert_fails(&o, Category::ResponseMismatch);
+        assert!(!o.message.contains("s3cr3t"), "{}", o.message);
+        assert!(o.message.contains("pong REDACTED"), "{}", o.message);
     }
 
     #[tokio::test]

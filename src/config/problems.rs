@@ -128,9 +128,10 @@ impl Problems {
         mut value: Value,
         in_variant: bool,
     ) -> Option<T> {
-        // Keys taken out for breaking the rule of their type (a `ttl` of
-        // "0s"): that they are then missing is no news. A value of the
-        // wrong type is reported missing as well, as it always was.
+        // A key taken out for breaking the rule of its type (a `ttl` of
+        // "0s") is not also reported missing: its one problem says it all.
+        // A key taken out for a value of the wrong type is: the message
+        // about the type does not say the key is required.
         let mut removed = Vec::new();
         for _ in 0..MAX_PARSE_RETRIES {
             match serde_path_to_error::deserialize::<_, T>(&value) {
@@ -142,11 +143,11 @@ impl Problems {
                     let shown = shown_path(&path, in_variant);
                     let (key, message) =
                         explain(&join(prefix, &shown), &e.into_inner().to_string());
-                    if !removed.contains(&key) {
-                        self.push(check, &key, message.clone());
-                    }
                     let broke_a_rule =
                         message.starts_with("must ") || message.starts_with("needs ");
+                    if !removed.contains(&key) {
+                        self.push(check, &key, message);
+                    }
                     if !remove(&mut value, &path) {
                         return None;
                     }

@@ -155,6 +155,6 @@ fn closed(step: usize, expect: &Regex, answer: &[u8]) -> Outcome {
 }
 
 /// The start of an answer, for messages.
-fn preview(answer: &[u8]) -> String {
+pub(super) fn preview(answer: &[u8]) -> String {
     String::from_utf8_lossy(&answer[..answer.len().min(40)]).into_owned()
 }

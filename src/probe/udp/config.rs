@@ -19,7 +19,8 @@ const MAX_DATAGRAM: u64 = 65_507;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UdpConfig {
-    /// `host:port` to send to; a host name is resolved on every run.
+    /// `host:port` to send to; a host name is resolved on every run, and
+    /// the first address it resolves to is asked.
     pub address: String,
     /// The datagram to send (TOML escapes such as `\n` and `\u0000` apply).
     pub send: String,
@@ -53,13 +54,16 @@ pub struct UdpSpec {
 impl UdpConfig {
     /// The runnable spec, or `None` with every problem reported to `p`.
     pub fn resolve(self, p: &mut Scope<'_>) -> Option<UdpSpec> {
+        let before = p.count();
         let address = p.host_port("address", &self.address);
         if self.send.len() as u64 > MAX_DATAGRAM {
             p.push("send", format!("must be at most {MAX_DATAGRAM} bytes"));
         }
         let expect = p.regex("expect", self.expect.as_deref());
+        if p.count() > before {
+            return None;
+        }
         let (host, port) = address?;
-        (self.send.len() as u64 <= MAX_DATAGRAM).then_some(())?;
         Some(UdpSpec {
             host,
             port,

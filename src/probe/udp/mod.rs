@@ -15,13 +15,21 @@ pub use config::{UdpConfig, UdpSpec};
 pub struct UdpProbe {
     spec: UdpSpec,
     target: Arc<Target>,
+    /// The datagram, blanked from messages: a peer may echo it, and it may
+    /// hold a token.
+    secrets: Box<[Box<str>]>,
 }
 
 impl UdpProbe {
     /// A probe for `spec`.
     pub fn new(spec: UdpSpec) -> Self {
         let target = Target::endpoint(&spec.host, spec.port);
-        Self { spec, target }
+        let secrets = super::secrets([String::from_utf8_lossy(&spec.send).into_owned()]);
+        Self {
+            spec,
+            target,
+            secrets,
+        }
     }
 }
 
@@ -31,12 +39,15 @@ impl Probe for UdpProbe {
             let mut phases = Vec::with_capacity(2);
             let mut outcome =
                 match net::resolve(&self.spec.host, self.spec.port, deadline, &mut phases).await {
-                    Ok(addrs) => {
-                        let timer = Timer::start();
-                        let outcome = self.exchange(addrs[0], deadline).await;
-                        phases.push(timer.finish("first_byte"));
-                        outcome
-                    }
+                    Ok(addrs) => match addrs.first() {
+                        Some(&addr) => {
+                            let timer = Timer::start();
+                            let outcome = self.exchange(addr, deadline).await;
+                            phases.push(timer.finish("first_byte"));
+                            outcome
+                        }
+                        None => Outcome::fail(Category::Dns, "resolved to no address"),
+                    },
                     Err(outcome) => outcome,
                 };
             outcome.phases = phases;
@@ -81,15 +92,18 @@ impl UdpProbe {
             Ok(Err(e)) => return failed(addr, &e),
             Ok(Ok(len)) => len.min(self.spec.max_response_bytes),
         };
-        let text = String::from_utf8_lossy(&answer[..len]);
+        let answer = &answer[..len];
         match &self.spec.expect {
-            Some(expect) if !expect.is_match(&text) => Outcome::fail(
-                Category::ResponseMismatch,
-                format!(
-                    "the answer from {addr} does not match `{}`: {text:?}",
-                    expect.as_str()
-                ),
-            ),
+            Some(expect) if !expect.is_match(&String::from_utf8_lossy(answer)) => {
+                let message = format!(
+                    "the answer from {addr} does not match /{expect}/ (got {:?})",
+                    super::tcp::preview(answer)
+                );
+                Outcome::fail(
+                    Category::ResponseMismatch,
+                    super::scrub(message, &self.secrets),
+                )
+            }
             _ => Outcome::pass(format!("{len} bytes from {addr}")),
         }
     }

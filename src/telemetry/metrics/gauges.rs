@@ -32,11 +32,12 @@ enum Labels {
 }
 
 impl Labels {
-    fn of(self, c: &CheckView) -> Vec<KeyValue> {
-        let check = KeyValue::new("check", c.name.clone());
+    /// Calls `observe` with `c`'s labels (on the stack: a scrape observes
+    /// every check of every gauge).
+    fn with(self, c: &CheckView, observe: impl FnOnce(&[KeyValue])) {
         match self {
-            Labels::CheckAndType => vec![check, KeyValue::new("type", c.kind)],
-            Labels::Check => vec![check],
+            Labels::CheckAndType => observe(&check_labels(c)),
+            Labels::Check => observe(&[KeyValue::new("check", c.name.clone())]),
         }
     }
 }
@@ -105,7 +106,7 @@ pub(super) fn register(meter: &Meter, published: Published) {
             .with_callback(move |o| {
                 for c in &p.load().checks {
                     if let Some(v) = value(c) {
-                        o.observe(v, &labels.of(c));
+                        labels.with(c, |l| o.observe(v, l));
                     }
                 }
             })
@@ -120,7 +121,7 @@ pub(super) fn register(meter: &Meter, published: Published) {
             .with_callback(move |o| {
                 for c in &p.load().checks {
                     if let Some(at) = value(c) {
-                        o.observe(epoch_seconds(at), &labels.of(c));
+                        labels.with(c, |l| o.observe(epoch_seconds(at), l));
                     }
                 }
             })
