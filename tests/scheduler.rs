@@ -871,3 +871,72 @@ async fn a_reason_names_five_checks_and_counts_the_rest() {
         b"not ready: c0 starting, c1 starting, c2 starting, c3 starting, c4 starting and 2 more"
     );
 }
+
+/// Every change becomes one event, numbered in order: the check's status
+/// flips, the verdicts' flips, a drain's start and end, a reload; a result
+/// that changes nothing publishes nothing.
+#[tokio::test(start_paused = true)]
+async fn each_change_is_one_event_in_order() {
+    use healthgate::health::{Drain, DrainMode, EventKind};
+    let probe = Scripted::new(true);
+    let engine = engine(ONE, std::slice::from_ref(&probe));
+    let published = engine.published();
+    let events = engine.events();
+    let mut queue = events.attach("test", 64);
+    until(&published, Duration::from_secs(5), |s| s.readiness.ok).await;
+    probe.set(false);
+    until(&published, Duration::from_secs(10), |s| !s.readiness.ok).await;
+    // Runs that change nothing publish nothing.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let drain = Drain {
+        reason: "maintenance".into(),
+        mode: DrainMode::Maintenance,
+        since: std::time::SystemTime::now(),
+        shutdown: false,
+    };
+    engine.drains().set(Some(drain)).await;
+    engine.drains().set(None).await;
+    engine
+        .record_reload(healthgate::health::ReloadRecord {
+            at: std::time::SystemTime::now(),
+            successful: false,
+            message: "rejected: checks[0].interval: must be more than 0s".into(),
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut got = Vec::new();
+    while let Ok(event) = queue.try_recv() {
+        got.push(event);
+    }
+    let described: Vec<String> = got
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Check(c) => format!("check {} {}->{}", c.check, c.from, c.to),
+            EventKind::Verdict(v) => format!("{} ok={}", v.verdict.as_str(), v.ok),
+            EventKind::Drain(d) => format!("drain {}", d.is_some()),
+            EventKind::Reload { successful, .. } => format!("reload {successful}"),
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            // Liveness and startup answer 200 from the start here: the
+            // check is in the readiness group only.
+            "check api starting->pass",
+            "readiness ok=true",
+            "check api pass->fail",
+            "readiness ok=false",
+            "drain true",
+            "drain false",
+            "reload false",
+        ],
+    );
+    let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=7).collect::<Vec<u64>>());
+    let EventKind::Check(failed) = &got[2].kind else {
+        panic!("{:?}", got[2]);
+    };
+    assert_eq!(failed.category, Some(Category::StatusMismatch));
+    assert_eq!(&*failed.message, "status 503, expected 2xx");
+    assert!(events.drops().is_empty());
+}

@@ -23,6 +23,18 @@ impl Group {
             Group::Startup => "startup",
         }
     }
+
+    /// The endpoint that serves the group's verdict.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Group::Liveness => "/livez",
+            Group::Readiness => "/readyz",
+            Group::Startup => "/startupz",
+        }
+    }
+
+    /// Every group, in order.
+    pub const ALL: [Group; 3] = [Group::Liveness, Group::Readiness, Group::Startup];
 }
 
 /// The groups a check takes part in: a set of three bits, copied rather than
@@ -31,8 +43,6 @@ impl Group {
 pub struct Groups(u8);
 
 impl Groups {
-    const ALL: [Group; 3] = [Group::Liveness, Group::Readiness, Group::Startup];
-
     /// Whether `group` is in the set.
     pub fn contains(self, group: Group) -> bool {
         self.0 & Self::bit(group) != 0
@@ -40,7 +50,7 @@ impl Groups {
 
     /// The groups in the set, in [`Group`]'s order.
     pub fn iter(self) -> impl Iterator<Item = Group> {
-        Self::ALL.into_iter().filter(move |g| self.contains(*g))
+        Group::ALL.into_iter().filter(move |g| self.contains(*g))
     }
 
     fn bit(group: Group) -> u8 {

@@ -2,6 +2,7 @@
 //! and the aggregate turns statuses into verdicts. No I/O happens here.
 
 pub mod aggregate;
+pub mod events;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod groups;
@@ -14,6 +15,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+pub use events::{Bus, CheckChange, Event, EventKind, VerdictChange};
 pub use groups::{Group, Groups};
 pub use snapshot::{
     CheckView, Drain, DrainMode, LastRun, Phases, Published, RECENT_RUNS, ReloadRecord, Reloads,
@@ -166,6 +168,11 @@ impl Health {
         if !self.drain.as_ref().is_some_and(|d| d.shutdown) {
             self.drain = drain;
         }
+    }
+
+    /// The drain in force.
+    pub fn drain(&self) -> Option<&Drain> {
+        self.drain.as_ref()
     }
 
     /// The view of `name`, if it is configured with this `generation`

@@ -102,6 +102,16 @@ pub enum DrainMode {
     Maintenance,
 }
 
+impl DrainMode {
+    /// As HAProxy and the admin API spell it: `drain` or `maint`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainMode::Drain => "drain",
+            DrainMode::Maintenance => "maint",
+        }
+    }
+}
+
 /// The record of config reloads since start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reloads {

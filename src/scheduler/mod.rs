@@ -31,8 +31,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{Change, Check, Diff, MaxDuration, SlowMode, Source};
+use crate::health::events::DrainStart;
 use crate::health::{
-    CheckState, CheckView, Drain, Health, Published, ReloadRecord, Slot, Status, Transition,
+    Bus, CheckChange, CheckState, CheckView, Drain, EventKind, Group, Health, Published,
+    ReloadRecord, Slot, Snapshot, Status, Transition, VerdictChange,
 };
 use crate::probe::{self, Category, Outcome, Probe, ProbeSpec};
 
@@ -91,6 +93,7 @@ struct Report {
 pub struct Engine {
     tx: mpsc::Sender<Message>,
     published: Published,
+    events: Bus,
     running: Vec<Running>,
     next_generation: u64,
     factory: ProbeFactory,
@@ -147,15 +150,18 @@ impl Engine {
         let mut health = Health::new(&slots, Instant::now());
         let published = Published::new(health.snapshot());
         let (tx, rx) = mpsc::channel(QUEUE);
+        let events = Bus::default();
         let collector = Task(tokio::spawn(collect(
             rx,
             health,
             published.clone(),
             observer,
+            events.clone(),
         )));
         let mut engine = Self {
             tx,
             published,
+            events,
             running: Vec::new(),
             next_generation: slots.len() as u64 + 1,
             factory,
@@ -171,6 +177,12 @@ impl Engine {
     /// The snapshot cell endpoints read.
     pub fn published(&self) -> Published {
         self.published.clone()
+    }
+
+    /// The bus every status change, verdict change, drain and reload is
+    /// published on.
+    pub fn events(&self) -> Bus {
+        self.events.clone()
     }
 
     /// Moves to a new set of checks. Unchanged checks keep their task (no
@@ -436,7 +448,9 @@ async fn collect(
     mut health: Health,
     published: Published,
     observer: Arc<dyn Observer>,
+    events: Bus,
 ) {
+    let mut verdicts = Verdicts::of(&published.load());
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_published: Option<Instant> = None;
     let mut gap = MIN_PUBLISH_GAP;
@@ -466,25 +480,70 @@ async fn collect(
                         observer.on_result(view, &r.outcome, transition);
                         if let Some(transition) = transition {
                             log_transition(view, transition);
+                            let change = CheckChange::of(view, transition);
+                            events.publish(EventKind::Check(change), r.at);
                         }
                     }
                 }
                 Message::Reconfigure(slots, record) => {
                     health.reconfigure(&slots, Instant::now());
                     observer.on_reload(&record);
+                    events.publish(EventKind::from(&record), record.at);
                     health.record_reload(record);
                 }
                 Message::Reloaded(record) => {
                     observer.on_reload(&record);
+                    events.publish(EventKind::from(&record), record.at);
                     health.record_reload(record);
                 }
-                Message::Drain(drain) => health.set_drain(drain),
+                Message::Drain(drain) => {
+                    let before = health.drain().cloned();
+                    health.set_drain(drain);
+                    let after = health.drain();
+                    if before.as_ref() != after {
+                        let start = after.map(DrainStart::from);
+                        events.publish(EventKind::Drain(start), SystemTime::now());
+                    }
+                }
             }
         }
         let snapshot = health.snapshot();
+        verdicts.publish_changes(&snapshot, &events);
         gap = publish_gap(snapshot.checks.len());
         published.store(snapshot);
         last_published = Some(Instant::now());
+    }
+}
+
+/// Whether each verdict answered 200 in the last snapshot, to publish its flips.
+struct Verdicts([bool; 3]);
+
+impl Verdicts {
+    fn of(snapshot: &Snapshot) -> Self {
+        Self(Group::ALL.map(|g| verdict(snapshot, g).ok))
+    }
+
+    fn publish_changes(&mut self, snapshot: &Snapshot, events: &Bus) {
+        for (was, group) in self.0.iter_mut().zip(Group::ALL) {
+            let now = verdict(snapshot, group);
+            if *was != now.ok {
+                *was = now.ok;
+                let change = VerdictChange {
+                    verdict: group,
+                    ok: now.ok,
+                    reason: String::from_utf8_lossy(&now.reason).trim_end().to_owned(),
+                };
+                events.publish(EventKind::Verdict(change), SystemTime::now());
+            }
+        }
+    }
+}
+
+fn verdict(snapshot: &Snapshot, group: Group) -> &crate::health::Verdict {
+    match group {
+        Group::Liveness => &snapshot.liveness,
+        Group::Readiness => &snapshot.readiness,
+        Group::Startup => &snapshot.startup,
     }
 }
 

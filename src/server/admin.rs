@@ -329,7 +329,7 @@ fn drain_json(drain: Option<&Drain>) -> Value {
         Some(d) => json!({
             "draining": true,
             "reason": d.reason,
-            "mode": match d.mode { DrainMode::Drain => "drain", DrainMode::Maintenance => "maint" },
+            "mode": d.mode.as_str(),
             "since": rfc3339(d.since),
             "shutdown": d.shutdown,
         }),

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::{Context, Stopped};
-use crate::health::{DrainMode, Snapshot, Status};
+use crate::health::{Snapshot, Status};
 
 /// Longest a client may take to read the line.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,11 +61,7 @@ pub async fn serve(listener: TcpListener, ctx: Context, stopped: Stopped) {
 /// The agent's answer for `snapshot`.
 pub fn line(snapshot: &Snapshot, weight_on_warn: Option<u8>) -> String {
     if let Some(drain) = &snapshot.drain {
-        let word = match drain.mode {
-            DrainMode::Drain => "drain",
-            DrainMode::Maintenance => "maint",
-        };
-        return format!("{word} #{}\n", reason(&drain.reason));
+        return format!("{} #{}\n", drain.mode.as_str(), reason(&drain.reason));
     }
     if !snapshot.readiness.ok {
         let why = String::from_utf8_lossy(&snapshot.readiness.reason);
@@ -98,6 +94,7 @@ fn reason(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::DrainMode;
 
     #[test]
     fn a_reason_is_one_bounded_line_of_printable_ascii() {
