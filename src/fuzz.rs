@@ -189,9 +189,12 @@ fn context() -> Context {
                 drains: Arc::new(NoDrains),
                 seen: Arc::default(),
                 settings: Arc::default(),
-                closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+                // Closing from the start: a long answer (`/api/events`)
+                // ends after what it has, as one exchange must.
+                closing: Arc::new(tokio::sync::watch::Sender::new(true)),
                 inboxes: crate::scheduler::Inboxes::default(),
                 shed: Arc::default(),
+                events: crate::server::stream::Events::default(),
             }
         })
         .clone()

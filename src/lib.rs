@@ -78,6 +78,7 @@ pub async fn run(
     metrics.watch(engine.published());
     let shed = Arc::new(telemetry::shed::Shed::default());
     metrics.watch_shed(shed.clone());
+    metrics.watch_events(&engine.events());
     let metrics = Arc::new(metrics);
     let drains = engine.drains();
     let ctx = server::Context {
@@ -89,6 +90,7 @@ pub async fn run(
         closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         inboxes: engine.inboxes(),
         shed,
+        events: server::stream::Events::new(engine.events()),
     };
     let mut listeners = server::Listeners::start(&config.server, ctx.clone()).await?;
     tracing::info!(checks = count, "started");

@@ -106,38 +106,6 @@ async fn grpc_list(addr: SocketAddr) -> HashMap<String, i32> {
         .collect()
 }
 
-/// `method path` on the admin listener with an optional bearer token and body.
-async fn admin(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (StatusCode, String) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = http::Request::builder().method(method).uri(path);
-    if let Some(token) = token {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_owned(),
-        )))
-        .unwrap();
-    let response = sender.send_request(req).await.unwrap();
-    let status = response.status();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 /// What a poller saw: a status, or a failed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {

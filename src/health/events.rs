@@ -255,9 +255,32 @@ impl Bus {
         event
     }
 
+    /// Counts drops for `consumer` from now on, starting at 0 (a series
+    /// that exists before its first drop).
+    pub fn count_drops(&self, consumer: &str) {
+        let mut dropped = self
+            .0
+            .dropped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        dropped.entry(Arc::from(consumer)).or_insert(0);
+    }
+
     /// Replaces the consumers: each name gets a queue of `capacity` events.
-    /// Queues of consumers no longer named close (their tasks end).
-    pub fn connect(&self, names: &[Arc<str>], capacity: usize) -> Vec<Queue> {
+    /// Queues of consumers no longer named close (their tasks end); their
+    /// drop counts go, but for `keep`'s.
+    pub fn connect(&self, names: &[Arc<str>], capacity: usize, keep: &[&str]) -> Vec<Queue> {
+        {
+            let mut dropped = self
+                .0
+                .dropped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            dropped.retain(|k, _| names.contains(k) || keep.contains(&&**k));
+            for name in names {
+                dropped.entry(name.clone()).or_insert(0);
+            }
+        }
         let (consumers, queues): (Vec<_>, Vec<_>) = names
             .iter()
             .map(|name| {
@@ -384,7 +407,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_without_holding_the_others() {
         let bus = Bus::default();
-        let mut queues = bus.connect(&[Arc::from("slow"), Arc::from("fast")], 2);
+        let mut queues = bus.connect(&[Arc::from("slow"), Arc::from("fast")], 2, &[]);
         let mut fast = queues.pop().unwrap();
         let _slow = queues.pop().unwrap();
         let mut got = Vec::new();
@@ -393,7 +416,10 @@ mod tests {
             got.push(fast.recv().await.unwrap().id);
         }
         assert_eq!(got, [1, 2, 3, 4, 5]);
-        assert_eq!(bus.drops(), [(Arc::from("slow"), 3)]);
+        assert_eq!(
+            bus.drops(),
+            [(Arc::from("fast"), 0), (Arc::from("slow"), 3)]
+        );
         let depths = bus.depths();
         assert_eq!(depths, [(Arc::from("slow"), 2), (Arc::from("fast"), 0)]);
         let extra = bus.attach("sse", 4);

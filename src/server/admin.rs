@@ -4,6 +4,7 @@
 //! |----------------------|---------------|--------------------------------------------------|
 //! | `/metrics`           | GET           | Prometheus text exposition (streamed: [`super::metrics`]) |
 //! | `/api/checks`        | GET           | every check's state (JSON)                        |
+//! | `/api/events`        | GET           | the live event stream (Server-Sent Events: [`stream`]) |
 //! | `/api/checks/{name}` | GET           | one check, with its latest runs                   |
 //! | `/api/checks/{name}/report` | POST   | a push check's report: `{"status": "pass" \| "warn" \| "fail", "message": "..."}` |
 //! | `/admin/drain`       | GET           | the drain in force, if any                        |
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::metrics::{self, AdminBody};
-use super::{Context, routes};
+use super::{Context, routes, stream};
 use crate::health::Group;
 use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
 use crate::scheduler::{PushReport, Refused, Reported};
@@ -48,6 +49,11 @@ pub async fn handle(ctx: Context, request: Request<Incoming>) -> Response<AdminB
     if request.uri().path() == "/metrics" && (method == Method::GET || method == Method::HEAD) {
         return metrics::respond(ctx.metrics.scrape().await).await;
     }
+    if request.uri().path() == "/api/events" && method == Method::GET {
+        let hangup = request.extensions().get::<super::conns::Hangup>().cloned();
+        let closing = ctx.closing.subscribe();
+        return stream::respond(&ctx.events, request.headers(), closing, hangup);
+    }
     answer(ctx, request).await.map(Either::Left)
 }
 
@@ -57,6 +63,7 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
     let method = request.method().clone();
     match path.as_str() {
         "/metrics" => routes::method_not_allowed("GET, HEAD"),
+        "/api/events" => routes::method_not_allowed("GET"),
         "/admin/drain" => drain(&ctx, request).await,
         "/api/checks" => get_only(&method, || json_response(&checks(&ctx.published.load()))),
         _ => match path.strip_prefix("/api/checks/") {

@@ -170,8 +170,20 @@ impl Drop for Entry {
     }
 }
 
+/// Closes the connection a request came on (found in the request's
+/// extensions): for a long answer whose client stopped reading.
+#[derive(Clone)]
+pub struct Hangup(Arc<Conn>);
+
+impl Hangup {
+    /// Closes the connection now, its answers in flight with it.
+    pub fn now(&self) {
+        self.0.shed.notify_one();
+    }
+}
+
 /// A service whose requests mark their connection busy until their
-/// response body is done.
+/// response body is done, and carry a [`Hangup`] for it.
 #[derive(Clone)]
 pub struct Tracked<S> {
     inner: S,
@@ -202,16 +214,17 @@ impl Drop for Busy {
     }
 }
 
-impl<S, R, B> hyper::service::Service<R> for Tracked<S>
+impl<S, X, B> hyper::service::Service<http::Request<X>> for Tracked<S>
 where
-    S: hyper::service::Service<R, Response = http::Response<B>>,
+    S: hyper::service::Service<http::Request<X>, Response = http::Response<B>>,
 {
     type Response = http::Response<TrackedBody<B>>;
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
-    fn call(&self, request: R) -> Self::Future {
+    fn call(&self, mut request: http::Request<X>) -> Self::Future {
         let busy = Busy::new(&self.conn);
+        request.extensions_mut().insert(Hangup(self.conn.clone()));
         TrackedFuture {
             inner: self.inner.call(request),
             busy: Some(busy),

@@ -55,6 +55,16 @@ pub struct Streamed {
     rest: Chunks,
 }
 
+impl Streamed {
+    /// `first`, then what arrives on `rest` until it closes.
+    pub fn new(first: Bytes, rest: Chunks) -> Self {
+        Self {
+            first: Some(first),
+            rest,
+        }
+    }
+}
+
 impl Body for Streamed {
     type Data = Bytes;
     type Error = io::Error;

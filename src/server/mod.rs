@@ -20,6 +20,7 @@ pub mod grpc;
 mod listeners;
 pub mod metrics;
 pub mod routes;
+pub mod stream;
 pub mod tls;
 
 use std::future::Future;
@@ -90,6 +91,8 @@ pub struct Context {
     pub inboxes: crate::scheduler::Inboxes,
     /// Connections the listeners closed to keep answering.
     pub shed: Arc<conns::Shed>,
+    /// The event bus, for `/api/events`.
+    pub events: stream::Events,
 }
 
 /// The listener settings a reload applies without rebinding.

@@ -27,6 +27,8 @@
 //! | `healthgate.process.memory.rss` (By) | `healthgate_process_memory_rss_bytes` | |
 //! | `healthgate.telemetry.dropped` | `healthgate_telemetry_dropped_total` | signal |
 //! | `healthgate.connections.shed` | `healthgate_connections_shed_total` | listener, reason |
+//! | `healthgate.events.dropped` | `healthgate_events_dropped_total` | consumer |
+//! | `healthgate.events.queued` | `healthgate_events_queued` | consumer |
 //!
 //! Labels are bounded by the config: never a URL, a message or an address.
 
@@ -143,6 +145,36 @@ impl Metrics {
                         KeyValue::new("reason", reason.as_str()),
                     ];
                     o.observe(count, &labels);
+                }
+            })
+            .build();
+    }
+
+    /// Registers `healthgate_events_dropped_total{consumer}` and
+    /// `healthgate_events_queued{consumer}`, read from `bus`.
+    pub fn watch_events(&self, bus: &crate::health::Bus) {
+        let meter = self.provider.meter("healthgate");
+        let dropped = bus.clone();
+        meter
+            .u64_observable_counter("healthgate.events.dropped")
+            .with_description(
+                "Events a consumer had no room for in its queue (a notifier, the actions), \
+                 or could not take in time (sse: an event stream client cut off as too slow).",
+            )
+            .with_callback(move |o| {
+                for (consumer, count) in dropped.drops() {
+                    o.observe(count, &[KeyValue::new("consumer", consumer.to_string())]);
+                }
+            })
+            .build();
+        let queued = bus.clone();
+        meter
+            .u64_observable_gauge("healthgate.events.queued")
+            .with_description("Events waiting in each consumer's queue.")
+            .with_callback(move |o| {
+                for (consumer, depth) in queued.depths() {
+                    let depth = u64::try_from(depth).unwrap_or(u64::MAX);
+                    o.observe(depth, &[KeyValue::new("consumer", consumer.to_string())]);
                 }
             })
             .build();
