@@ -89,6 +89,7 @@ pub async fn run(
         settings: Arc::default(),
         closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         inboxes: engine.inboxes(),
+        triggers: engine.triggers(),
         shed,
         events: server::stream::Events::new(engine.events()),
     };

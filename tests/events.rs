@@ -201,3 +201,76 @@ async fn a_stalled_stream_is_cut_off_without_delaying_anyone() {
         assert_eq!(next["id"].as_u64().unwrap(), id);
     }
 }
+
+/// `POST /api/checks/{name}/run` runs the check at once against the real
+/// target, records the run like a scheduled one (the status follows its
+/// thresholds) and answers with it; several at once by group.
+#[tokio::test]
+async fn a_check_runs_on_demand_and_is_recorded() {
+    let target = TestServer::start().await;
+    let checks = format!(
+        "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1h\"\n\
+         [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{}\"\ninterval = \"1h\"\n\
+         {WORKER}",
+        target.url("/flip"),
+        target.addr,
+    );
+    let gw = start_gateway(&toml(&checks)).await;
+    // The first scheduled run falls within the hour: the runs below are
+    // asked for (one scheduled meanwhile would only add to the count).
+    target.set_flip(503);
+    let (code, body) = admin(gw.admin, "POST", "/api/checks/api/run", None, "").await;
+    assert_eq!(code, 200, "{body}");
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(api["last"]["result"], "fail", "{api}");
+    assert_eq!(api["last"]["httpStatus"], 503, "{api}");
+    assert_eq!(api["status"], "fail", "failure_threshold = 1: {api}");
+    assert!(
+        target
+            .counters
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    );
+    // Recorded like any run: /readyz and the API show it.
+    assert_eq!(get(gw.addr, "/readyz").await.0, 503);
+    target.set_flip(200);
+    let (code, body) = admin(
+        gw.admin,
+        "POST",
+        "/api/checks/run?group=readiness",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ran: Vec<(&str, &str)> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["last"]["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // The push check of the group is left out: it has nothing to run.
+    assert_eq!(ran, [("api", "pass"), ("db", "pass")]);
+    // What cannot be run says why.
+    let cases = [
+        ("POST", "/api/checks/worker/run", 409),
+        ("POST", "/api/checks/nope/run", 404),
+        ("GET", "/api/checks/api/run", 405),
+        ("POST", "/api/checks/run?check=api&check=worker", 409),
+        ("POST", "/api/checks/run", 400),
+    ];
+    for (method, path, status) in cases {
+        let (code, body) = admin(gw.admin, method, path, None, "").await;
+        assert_eq!(code, status, "{method} {path}: {body}");
+    }
+    // Not on the load balancer's listener.
+    let (code, _) = admin(gw.addr, "POST", "/api/checks/api/run", None, "").await;
+    assert_eq!(code, 404);
+}

@@ -940,3 +940,64 @@ async fn each_change_is_one_event_in_order() {
     assert_eq!(&*failed.message, "status 503, expected 2xx");
     assert!(events.drops().is_empty());
 }
+
+/// A run asked for on demand happens at once and is recorded like any
+/// other; requests made while a run is in flight join it (one run for the
+/// lot); the schedule goes on as before; a push check cannot be run.
+#[tokio::test(start_paused = true)]
+async fn a_run_on_demand_joins_the_run_in_flight() {
+    use healthgate::scheduler::NotRun;
+    let toml = "[defaults]\ninterval = \"1h\"\ninitial_delay = \"0s\"\n\
+                [[checks]]\nname = \"api\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
+                [[checks]]\nname = \"jobs\"\ntype = \"push\"\nttl = \"1h\"\n";
+    let slow = Arc::new(Scripted {
+        healthy: AtomicBool::new(true),
+        run_for: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let config = config(toml);
+    let probe = slow.clone();
+    let engine = Engine::start_with(
+        config.checks,
+        Box::new(move |_: &Check, _: &healthgate::probe::ProbeSpec| {
+            probe.clone() as Arc<dyn Probe>
+        }),
+        Arc::new(()),
+    );
+    let start = Instant::now();
+    let published = engine.published();
+    // The first scheduled run (jittered within the hour).
+    until(&published, Duration::from_secs(3700), |s| {
+        !view(s, "api").recent.is_empty()
+    })
+    .await;
+    let first = slow.runs()[0];
+    let triggers = engine.triggers();
+    assert_eq!(triggers.run("api"), Ok(Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // In flight: three more requests join it.
+    for _ in 0..3 {
+        triggers.run("api").unwrap();
+    }
+    until(&published, Duration::from_secs(5), |s| {
+        view(s, "api").recent.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let runs = slow.runs();
+    assert_eq!(
+        runs.len(),
+        2,
+        "one run on demand for four requests: {runs:?}"
+    );
+    assert!(runs[1] - first < Duration::from_secs(3));
+    // The next scheduled run is an interval after the first, as before.
+    until(&published, Duration::from_secs(3700), |s| {
+        view(s, "api").recent.len() == 3
+    })
+    .await;
+    assert_eq!(slow.runs()[2] - first, Duration::from_secs(3600));
+    assert!(slow.runs()[2] - start <= Duration::from_secs(7200));
+    assert_eq!(triggers.run("jobs"), Err(NotRun::Push));
+    assert_eq!(triggers.run("nope"), Err(NotRun::Unknown));
+}

@@ -19,8 +19,11 @@
 
 mod grid;
 pub mod push;
+mod run_now;
 
 pub use push::{Inboxes, PushReport, Refused, Reported};
+use run_now::Trigger;
+pub use run_now::{NotRun, Triggers};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,6 +102,7 @@ pub struct Engine {
     factory: ProbeFactory,
     collector: Task,
     inboxes: Inboxes,
+    triggers: Triggers,
     /// Origin of the grid first runs fall on.
     epoch: Instant,
     /// Its step for the current config's probe rate.
@@ -167,6 +171,7 @@ impl Engine {
             factory,
             collector,
             inboxes: Inboxes::default(),
+            triggers: Triggers::default(),
             epoch: Instant::now(),
             step,
         };
@@ -203,6 +208,8 @@ impl Engine {
             .map(|c| &*c.name)
             .collect();
         self.inboxes.retain(&pushed);
+        self.triggers
+            .retain(&checks.iter().map(|c| &*c.name).collect());
         let mut previous: HashMap<Arc<str>, Running> = self
             .running
             .drain(..)
@@ -259,6 +266,11 @@ impl Engine {
         self.inboxes.clone()
     }
 
+    /// Where the admin endpoint asks checks to run now.
+    pub fn triggers(&self) -> Triggers {
+        self.triggers.clone()
+    }
+
     /// A handle that starts and ends drains (for the admin endpoint and the
     /// shutdown sequence).
     pub fn drains(&self) -> Drains {
@@ -273,14 +285,16 @@ impl Engine {
         let probe = (self.factory)(&slot.check, spec);
         let pace = Pace::of(&slot.check);
         let first = grid::first_run(&slot.check.schedule, self.step, self.epoch, Instant::now());
-        let task = tokio::spawn(run_check(
-            slot.check.name.clone(),
-            slot.generation,
-            first,
-            pace,
-            probe,
-            self.tx.clone(),
-        ));
+        let trigger = self
+            .triggers
+            .open(&slot.check.name, slot.check.schedule.timeout);
+        let reporter = Reporter {
+            name: slot.check.name.clone(),
+            generation: slot.generation,
+            trigger,
+            tx: self.tx.clone(),
+        };
+        let task = tokio::spawn(run_check(Arc::new(reporter), first, pace, probe));
         Running {
             check: slot.check,
             generation: slot.generation,
@@ -291,6 +305,7 @@ impl Engine {
     /// A push check's task: no probe, a deadline between reports.
     fn spawn_push(&self, ttl: Duration, slot: Slot) -> Running {
         let inbox = self.inboxes.open(&slot.check.name);
+        self.triggers.push(&slot.check.name);
         let task = tokio::spawn(push::run_push(
             slot.check.name.clone(),
             slot.generation,
@@ -380,29 +395,44 @@ impl Pace {
     }
 }
 
-#[allow(clippy::manual_async_fn)] // see the body's first comment
-fn run_check(
+/// Who a check's task reports as, and where: one pointer in the task,
+/// as 10,000 sleeping tasks hold 10,000 of these.
+struct Reporter {
     name: Arc<str>,
     generation: u64,
+    trigger: Arc<Trigger>,
+    tx: mpsc::Sender<Message>,
+}
+
+#[allow(clippy::manual_async_fn)] // see the body's first comment
+fn run_check(
+    reporter: Arc<Reporter>,
     mut next: Instant,
     mut pace: Pace,
     probe: Arc<dyn Probe>,
-    tx: mpsc::Sender<Message>,
 ) -> impl Future<Output = ()> {
     // An `async move` block rather than an `async fn`: the arguments are kept
     // once, not once more as locals (rust-lang/rust#62958).
     async move {
         loop {
-            sleep_until(next).await;
-            let late = Instant::now().saturating_duration_since(next);
+            // A run asked for on demand leaves the schedule as it was.
+            let scheduled = tokio::select! {
+                () = sleep_until(next) => true,
+                () = reporter.trigger.asked() => false,
+            };
+            let late = scheduled.then(|| Instant::now().saturating_duration_since(next));
             // Boxed: a run's futures (the probe's, the queue's) exist only while
             // it runs, so a sleeping check's task stays small (10,000 tasks: 1.3 KB
             // each unboxed, ~0.4 KB boxed).
-            let run = run_once(&name, generation, late, &mut pace, probe.as_ref(), &tx);
-            let Some((interval, now)) = Box::pin(run).await else {
+            let run = run_once(&reporter, late, &mut pace, probe.as_ref());
+            let outcome = Box::pin(run).await;
+            reporter.trigger.answered();
+            let Some((interval, now)) = outcome else {
                 return;
             };
-            next += interval;
+            if scheduled {
+                next += interval;
+            }
             if next < now {
                 // Overran: skip the ticks already missed, keep the cadence.
                 let behind = now.duration_since(next).as_nanos() / interval.as_nanos().max(1);
@@ -415,25 +445,23 @@ fn run_check(
 /// One run, reported to the collector: the interval to the next and when
 /// this one ended, or `None` once the collector is gone.
 async fn run_once(
-    name: &Arc<str>,
-    generation: u64,
-    late: Duration,
+    reporter: &Reporter,
+    late: Option<Duration>,
     pace: &mut Pace,
     probe: &dyn Probe,
-    tx: &mpsc::Sender<Message>,
 ) -> Option<(Duration, Instant)> {
     let mut outcome = probe::run(probe, pace.timeout).await;
     let now = Instant::now();
     let interval = pace.after(&mut outcome, now);
     let report = Report {
-        late: Some(late),
-        name: name.clone(),
-        generation,
+        late,
+        name: reporter.name.clone(),
+        generation: reporter.generation,
         outcome,
         now,
         at: SystemTime::now(),
     };
-    tx.send(Message::Result(report)).await.ok()?;
+    reporter.tx.send(Message::Result(report)).await.ok()?;
     Some((interval, now))
 }
 
@@ -581,13 +609,17 @@ mod tests {
             panic!("an http check is probed");
         };
         let (tx, _rx) = mpsc::channel(1);
+        let reporter = Reporter {
+            name: "a".into(),
+            generation: 1,
+            trigger: Arc::default(),
+            tx,
+        };
         let task = run_check(
-            "a".into(),
-            1,
+            Arc::new(reporter),
             Instant::now(),
             Pace::of(&check),
             probe::build(spec),
-            tx,
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 352, "{size} bytes");

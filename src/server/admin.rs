@@ -6,6 +6,8 @@
 //! | `/api/checks`        | GET           | every check's state (JSON)                        |
 //! | `/api/events`        | GET           | the live event stream (Server-Sent Events: [`stream`]) |
 //! | `/api/checks/{name}` | GET           | one check, with its latest runs                   |
+//! | `/api/checks/{name}/run` | POST      | run the check now and answer with its result ([`run`]) |
+//! | `/api/checks/run`    | POST          | run a group's checks (`?group=`) or named ones (`?check=`) now |
 //! | `/api/checks/{name}/report` | POST   | a push check's report: `{"status": "pass" \| "warn" \| "fail", "message": "..."}` |
 //! | `/admin/drain`       | GET           | the drain in force, if any                        |
 //! | `/admin/drain`       | POST          | fail readiness on purpose: `{"reason": "...", "mode": "drain" or "maint"}` (body optional) |
@@ -26,7 +28,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::metrics::{self, AdminBody};
-use super::{Context, routes, stream};
+use super::{Context, routes, run, stream};
 use crate::health::Group;
 use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
 use crate::scheduler::{PushReport, Refused, Reported};
@@ -66,10 +68,16 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
         "/api/events" => routes::method_not_allowed("GET"),
         "/admin/drain" => drain(&ctx, request).await,
         "/api/checks" => get_only(&method, || json_response(&checks(&ctx.published.load()))),
+        "/api/checks/run" if method == Method::POST => {
+            run::several(&ctx, &method, request.uri().query()).await
+        }
         _ => match path.strip_prefix("/api/checks/") {
             Some(rest) if rest.ends_with("/report") => {
                 let name = rest.trim_end_matches("/report").to_owned();
                 report(&ctx, &name, request).await
+            }
+            Some(rest) if rest.ends_with("/run") => {
+                run::one(&ctx, &method, rest.trim_end_matches("/run")).await
             }
             Some(name) => get_only(&method, || {
                 let snapshot = ctx.published.load();
@@ -359,7 +367,7 @@ fn verdict(v: &crate::health::Verdict) -> Value {
 }
 
 /// A check's state; with `runs`, its latest runs too (newest first).
-fn check_json(c: &CheckView, runs: bool) -> Value {
+pub(super) fn check_json(c: &CheckView, runs: bool) -> Value {
     let mut out = json!({
         "name": &*c.name,
         "kind": c.kind,
@@ -424,7 +432,7 @@ fn get_only(
 }
 
 /// Admin answers are never cached either.
-fn json_response(value: &Value) -> Response<Full<Bytes>> {
+pub(super) fn json_response(value: &Value) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
     let mut response = routes::plain(StatusCode::OK, Bytes::from(body));
     response
@@ -433,6 +441,6 @@ fn json_response(value: &Value) -> Response<Full<Bytes>> {
     response
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+pub(super) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     routes::plain(status, Bytes::from(body.to_owned()))
 }

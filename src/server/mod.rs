@@ -20,6 +20,7 @@ pub mod grpc;
 mod listeners;
 pub mod metrics;
 pub mod routes;
+pub mod run;
 pub mod stream;
 pub mod tls;
 
@@ -91,6 +92,8 @@ pub struct Context {
     pub inboxes: crate::scheduler::Inboxes,
     /// Connections the listeners closed to keep answering.
     pub shed: Arc<conns::Shed>,
+    /// Checks' triggers (`POST /api/checks/{name}/run`).
+    pub triggers: crate::scheduler::Triggers,
     /// The event bus, for `/api/events`.
     pub events: stream::Events,
 }

@@ -1,0 +1,226 @@
+//! Runs on demand, on the admin listener:
+//!
+//! - `POST /api/checks/{name}/run`: runs the check now (joining a run in
+//!   flight), records the result like a scheduled run, and answers with the
+//!   check as recorded after it (its `last` run is this one).
+//! - `POST /api/checks/run?group=readiness` or `?check=a&check=b` (or
+//!   `check=a,b`): the same for several at once, `{"checks": [...]}`. A
+//!   group skips its push checks; a push check named is refused (409).
+//!
+//! 504 if a check has no result within its timeout plus [`SLACK`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use super::Context;
+use super::admin::{check_json, json_response, text};
+use crate::health::{CheckView, Group, Published};
+use crate::scheduler::NotRun;
+
+/// Time beyond a check's timeout its result may take to be recorded and published.
+pub const SLACK: Duration = Duration::from_secs(2);
+/// Most names one `?check=` list may give.
+const MAX_NAMES: usize = 1000;
+
+/// `POST /api/checks/{name}/run`.
+pub async fn one(ctx: &Context, method: &Method, name: &str) -> Response<Full<Bytes>> {
+    if method != Method::POST {
+        return super::routes::method_not_allowed("POST");
+    }
+    let asked = now_micros();
+    let timeout = match ctx.triggers.run(name) {
+        Ok(timeout) => timeout,
+        Err(NotRun::Unknown) => return text(StatusCode::NOT_FOUND, "no such check\n"),
+        Err(e @ NotRun::Push) => return text(StatusCode::CONFLICT, &format!("{e}\n")),
+    };
+    match recorded(&ctx.published, name, asked, timeout + SLACK).await {
+        Some(view) => json_response(&check_json(&view, false)),
+        None => text(StatusCode::GATEWAY_TIMEOUT, "no result in time\n"),
+    }
+}
+
+/// `POST /api/checks/run?group=...` or `?check=...`.
+pub async fn several(ctx: &Context, method: &Method, query: Option<&str>) -> Response<Full<Bytes>> {
+    if method != Method::POST {
+        return super::routes::method_not_allowed("POST");
+    }
+    let names = match selection(&ctx.published.load().checks, query) {
+        Ok(names) => names,
+        Err((status, message)) => return text(status, &format!("{message}\n")),
+    };
+    let asked = now_micros();
+    let mut waits = Vec::with_capacity(names.len());
+    for name in &names {
+        match ctx.triggers.run(name) {
+            Ok(timeout) => waits.push((name.clone(), timeout)),
+            Err(NotRun::Unknown) => {
+                return text(StatusCode::NOT_FOUND, &format!("no such check: {name}\n"));
+            }
+            Err(e @ NotRun::Push) => {
+                return text(StatusCode::CONFLICT, &format!("{name}: {e}\n"));
+            }
+        }
+    }
+    // Every run was asked for above and goes on in its check's task:
+    // waiting for them in turn takes as long as the slowest.
+    let mut all_in = true;
+    let mut checks = Vec::with_capacity(names.len());
+    for (name, timeout) in &waits {
+        match recorded(&ctx.published, name, asked, *timeout + SLACK).await {
+            Some(view) => checks.push(check_json(&view, false)),
+            None => {
+                all_in = false;
+                checks.push(json!({ "name": &**name, "error": "no result in time" }));
+            }
+        }
+    }
+    let mut response = json_response(&json!({ "checks": checks }));
+    if !all_in {
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    }
+    response
+}
+
+/// The checks a query names: `group=` (its probed checks), or `check=`
+/// (repeated, or comma-separated).
+fn selection(
+    checks: &[Arc<CheckView>],
+    query: Option<&str>,
+) -> Result<Vec<Arc<str>>, (StatusCode, String)> {
+    let mut group = None;
+    let mut named: Vec<Arc<str>> = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "group" => {
+                let g = Group::ALL
+                    .into_iter()
+                    .find(|g| g.as_str() == value)
+                    .ok_or_else(|| {
+                        let message = "group must be liveness, readiness or startup";
+                        (StatusCode::BAD_REQUEST, message.to_owned())
+                    })?;
+                group = Some(g);
+            }
+            "check" => named.extend(value.split(',').filter(|n| !n.is_empty()).map(Arc::from)),
+            _ => {
+                let message = format!("unknown parameter `{key}`: use group= or check=");
+                return Err((StatusCode::BAD_REQUEST, message));
+            }
+        }
+        if named.len() > MAX_NAMES {
+            let message = format!("at most {MAX_NAMES} checks at once");
+            return Err((StatusCode::BAD_REQUEST, message));
+        }
+    }
+    match (group, named.is_empty()) {
+        (Some(group), true) => Ok(checks
+            .iter()
+            .filter(|c| c.in_group(group) && c.kind != "push")
+            .map(|c| c.name.clone())
+            .collect()),
+        (None, false) => {
+            named.dedup();
+            Ok(named)
+        }
+        _ => Err((
+            StatusCode::BAD_REQUEST,
+            "give either group= or check= (repeatable)".to_owned(),
+        )),
+    }
+}
+
+/// Waits until the published view of `name` has a run that ended at or
+/// after `asked` (µs since the epoch): the run asked for, or the one in
+/// flight it joined. `None` past `within`, or if the check is gone.
+async fn recorded(
+    published: &Published,
+    name: &str,
+    asked: SystemTime,
+    within: Duration,
+) -> Option<Arc<CheckView>> {
+    let mut changes = published.subscribe();
+    let wait = async {
+        loop {
+            let view = published
+                .load()
+                .checks
+                .iter()
+                .find(|c| &*c.name == name)
+                .cloned()?;
+            if view.last().is_some_and(|run| run.at() >= asked) {
+                return Some(view);
+            }
+            changes.changed().await.ok()?;
+        }
+    };
+    tokio::time::timeout(within, wait).await.ok().flatten()
+}
+
+/// Now, truncated to the microsecond as runs are recorded.
+fn now_micros() -> SystemTime {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let micros = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
+    SystemTime::UNIX_EPOCH + Duration::from_micros(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::fixture::{Fixture, passed, snapshot};
+
+    fn names(query: &str) -> Result<Vec<String>, (StatusCode, String)> {
+        let s = snapshot(&[
+            Fixture {
+                name: "api",
+                groups: &[Group::Readiness],
+                critical: true,
+                ran: passed(),
+            },
+            Fixture {
+                name: "db",
+                groups: &[Group::Readiness, Group::Liveness],
+                critical: true,
+                ran: None,
+            },
+            Fixture {
+                name: "warmup",
+                groups: &[Group::Startup],
+                critical: true,
+                ran: None,
+            },
+        ]);
+        selection(&s.checks, Some(query)).map(|n| n.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn a_group_or_a_list_of_names_selects_the_checks() {
+        assert_eq!(names("group=readiness").unwrap(), ["api", "db"]);
+        assert_eq!(names("group=liveness").unwrap(), ["db"]);
+        assert_eq!(names("check=warmup&check=api").unwrap(), ["warmup", "api"]);
+        assert_eq!(names("check=db,api").unwrap(), ["db", "api"]);
+        assert_eq!(names("check=a%20b").unwrap(), ["a b"]);
+    }
+
+    #[test]
+    fn a_query_that_selects_nothing_clearly_is_refused() {
+        for query in [
+            "",
+            "group=everything",
+            "group=readiness&check=api",
+            "verbose",
+            "check=",
+        ] {
+            let (status, message) = names(query).unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {message}");
+        }
+        let many = vec!["check=x"; MAX_NAMES + 1].join("&");
+        assert!(names(&many).unwrap_err().1.contains("at most"));
+    }
+}
