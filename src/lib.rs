@@ -13,8 +13,10 @@
 )]
 
 pub mod check;
+pub mod client;
 pub mod config;
 pub mod demo;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;
@@ -79,6 +81,13 @@ pub async fn run(
     let shed = Arc::new(telemetry::shed::Shed::default());
     metrics.watch_shed(shed.clone());
     metrics.watch_events(&engine.events());
+    let identity = events::Identity::of(&config.telemetry);
+    let mut consumers = events::Consumers::start(
+        engine.events(),
+        std::mem::take(&mut config.acting),
+        identity,
+    );
+    metrics.watch_acting(consumers.stats());
     let metrics = Arc::new(metrics);
     let drains = engine.drains();
     let ctx = server::Context {
@@ -101,7 +110,14 @@ pub async fn run(
             signal = signals.recv() => break signal.unwrap_or("shutdown"),
             attempt = reloader.next() => {
                 let failure = match attempt {
-                    Ok(new) => apply(&mut engine, &mut listeners, &mut current, new).await,
+                    Ok(mut new) => {
+                        let acting = std::mem::take(&mut new.acting);
+                        let failure = apply(&mut engine, &mut listeners, &mut current, new).await;
+                        if failure.is_none() {
+                            consumers.apply(acting);
+                        }
+                        failure
+                    }
                     Err(error) => Some(rejected(&error)),
                 };
                 if let Some(failure) = failure {
@@ -117,6 +133,7 @@ pub async fn run(
         tracing::info!(grace = ?server.shutdown_timeout, "listeners closed; finishing in-flight requests");
         listeners.stop(server.shutdown_timeout).await;
         drop(engine);
+        drop(consumers);
         metrics.shutdown(TELEMETRY_FLUSH_BUDGET).await;
         if let Some(traces) = traces {
             traces.shutdown(TELEMETRY_FLUSH_BUDGET).await;

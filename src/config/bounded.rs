@@ -77,6 +77,38 @@ impl<const SECS: u64, const ZERO: bool> Serialize for Span<SECS, ZERO> {
     }
 }
 
+/// A count from 1 to `MAX` (`attempts`, `max_runs`, a queue's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Count<const MAX: u32>(u32);
+
+impl<const MAX: u32> Count<MAX> {
+    /// `n`, when it is within bounds.
+    pub fn new(n: u32) -> Result<Self, String> {
+        match n {
+            0 => Err("must be at least 1".into()),
+            n if n > MAX => Err(format!("must be at most {MAX}")),
+            n => Ok(Self(n)),
+        }
+    }
+
+    /// `n`, which the caller knows to be within bounds (a built-in default).
+    pub(crate) const fn known(n: u32) -> Self {
+        Self(n)
+    }
+
+    /// The count.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de, const MAX: u32> Deserialize<'de> for Count<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Count::new(u32::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
 /// A count from 0 to `MAX` (`server.drain.observed_probes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]

@@ -31,6 +31,9 @@ use crate::units::human;
 const MAX_NAME_LEN: usize = 63;
 /// The keys of `[checks.expect]` that every type accepts.
 const LATENCY_KEYS: [&str; 2] = ["max_duration", "slow"];
+/// A check's actions: read by `events::config`, and no part of what the
+/// check is (changing one does not restart the check's state).
+const ACTION_KEYS: [&str; 2] = ["on_failure", "on_recovery"];
 
 /// The section of a check's `type`: the variant is the `type`, its keys sit
 /// beside the common ones in the same table.
@@ -143,6 +146,11 @@ fn yes() -> bool {
 pub struct CheckName(String);
 
 impl CheckName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// `name`, when it is a valid check name.
     pub fn new(name: impl Into<String>) -> Result<Self, String> {
         let name = name.into();
@@ -473,6 +481,7 @@ pub(super) fn parse(
         .chain(last)
         .chain((latency_only && !section_keys.contains(&"expect")).then_some(&"expect"))
         .chain(section_keys)
+        .chain(&ACTION_KEYS)
         .copied()
         .collect();
     problems.unknown_keys(label, "", table, &allowed);
@@ -576,10 +585,23 @@ pub(super) fn parse(
         source,
         definition: Definition {
             // serde_json's maps are sorted: equal tables, equal text.
-            table: item.to_string().into_boxed_str(),
+            table: without_actions(table).into_boxed_str(),
             inputs,
         },
     })
+}
+
+/// The table as compact JSON, its actions left out.
+fn without_actions(table: &Map<String, Value>) -> String {
+    if !ACTION_KEYS.iter().any(|k| table.contains_key(*k)) {
+        return Value::Object(table.clone()).to_string();
+    }
+    let kept: Map<String, Value> = table
+        .iter()
+        .filter(|(k, _)| !ACTION_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Value::Object(kept).to_string()
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ impl Problems {
             problems: self,
             check,
             inputs: Vec::new(),
+            prefix: String::new(),
         }
     }
 
@@ -193,12 +194,25 @@ pub struct Scope<'a> {
     problems: &'a mut Problems,
     check: Option<&'a str>,
     inputs: Vec<Vec<u8>>,
+    /// Put before every key pushed (`on_failure` for `on_failure.command`).
+    prefix: String,
 }
 
 impl Scope<'_> {
     /// Records a problem with `key`.
     pub fn push(&mut self, key: &str, message: impl Into<String>) {
-        self.problems.push(self.check, key, message.into());
+        let key = join(&self.prefix, key);
+        self.problems.push(self.check, &key, message.into());
+    }
+
+    /// The same scope with its keys under `prefix` (a sub-table).
+    pub fn nested(&mut self, prefix: &str) -> Scope<'_> {
+        Scope {
+            problems: self.problems,
+            check: self.check,
+            inputs: Vec::new(),
+            prefix: join(&self.prefix, prefix),
+        }
     }
 
     /// How many problems were found so far (in the whole config): compare

@@ -16,6 +16,8 @@ pub struct Config {
     pub telemetry: super::model::TelemetrySection,
     /// Every check, in file order.
     pub checks: Vec<Check>,
+    /// Notifiers and actions.
+    pub acting: crate::events::config::Acting,
 }
 
 /// Listener settings.

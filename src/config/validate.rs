@@ -14,7 +14,15 @@ use super::problems::Problems;
 use super::resolved::*;
 use super::schedule::ScheduleSection;
 
-const TOP_KEYS: &[&str] = &["server", "reload", "telemetry", "defaults", "checks"];
+const TOP_KEYS: &[&str] = &[
+    "server",
+    "reload",
+    "telemetry",
+    "defaults",
+    "checks",
+    "notifiers",
+    "actions",
+];
 /// Longest time between two polls of the config file.
 const MAX_POLL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -86,6 +94,8 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     let admin_token = server
         .as_ref()
         .and_then(|s| listeners(&mut v, s, server_as_written));
+    let names: Vec<&str> = checks.iter().map(|c| &*c.name).collect();
+    let acting = crate::events::config::parse(&mut v, &root, &names);
     match (server, reload, telemetry, defaults) {
         (Some(server), Some(reload), Some(telemetry), Some(_)) if v.is_empty() => Ok(Config {
             server: Server {
@@ -103,6 +113,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
             reload,
             telemetry,
             checks,
+            acting,
         }),
         _ => Err(v.into_vec()),
     }

@@ -225,6 +225,7 @@ struct Shared {
     dropped: Mutex<BTreeMap<Arc<str>, u64>>,
 }
 
+#[derive(Clone)]
 struct Consumer {
     name: Arc<str>,
     queue: mpsc::Sender<Arc<Event>>,
@@ -266,55 +267,43 @@ impl Bus {
         dropped.entry(Arc::from(consumer)).or_insert(0);
     }
 
-    /// Replaces the consumers: each name gets a queue of `capacity` events.
-    /// Queues of consumers no longer named close (their tasks end); their
-    /// drop counts go, but for `keep`'s.
-    pub fn connect(&self, names: &[Arc<str>], capacity: usize, keep: &[&str]) -> Vec<Queue> {
-        {
-            let mut dropped = self
-                .0
-                .dropped
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            dropped.retain(|k, _| names.contains(k) || keep.contains(&&**k));
-            for name in names {
-                dropped.entry(name.clone()).or_insert(0);
-            }
-        }
-        let (consumers, queues): (Vec<_>, Vec<_>) = names
-            .iter()
-            .map(|name| {
-                let (queue, rx) = mpsc::channel(capacity.max(1));
-                let name = name.clone();
-                (Consumer { name, queue }, rx)
-            })
-            .unzip();
-        self.0.consumers.store(Arc::new(consumers));
-        queues
-    }
-
-    /// Adds one consumer beside the others.
+    /// Adds the consumer `name` with a queue of `capacity` events (one of
+    /// that name already there is replaced: its queue closes). Its drops
+    /// are counted from 0.
     pub fn attach(&self, name: &str, capacity: usize) -> Queue {
         let (queue, rx) = mpsc::channel(capacity.max(1));
-        let consumer = Consumer {
-            name: Arc::from(name),
-            queue,
-        };
+        let name: Arc<str> = Arc::from(name);
+        self.count_drops(&name);
         self.0.consumers.rcu(|current| {
             let mut next: Vec<Consumer> = current
                 .iter()
-                .map(|c| Consumer {
-                    name: c.name.clone(),
-                    queue: c.queue.clone(),
-                })
+                .filter(|c| c.name != name)
+                .map(Consumer::clone)
                 .collect();
             next.push(Consumer {
-                name: consumer.name.clone(),
-                queue: consumer.queue.clone(),
+                name: name.clone(),
+                queue: queue.clone(),
             });
             next
         });
         rx
+    }
+
+    /// Removes the consumer `name` (its queue closes) and its drop count.
+    pub fn detach(&self, name: &str) {
+        self.0.consumers.rcu(|current| {
+            current
+                .iter()
+                .filter(|c| &*c.name != name)
+                .map(Consumer::clone)
+                .collect::<Vec<_>>()
+        });
+        let mut dropped = self
+            .0
+            .dropped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        dropped.remove(name);
     }
 
     /// Counts an event `consumer` could not take.
@@ -407,9 +396,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_without_holding_the_others() {
         let bus = Bus::default();
-        let mut queues = bus.connect(&[Arc::from("slow"), Arc::from("fast")], 2, &[]);
-        let mut fast = queues.pop().unwrap();
-        let _slow = queues.pop().unwrap();
+        let _slow = bus.attach("slow", 2);
+        let mut fast = bus.attach("fast", 2);
         let mut got = Vec::new();
         for n in 0..5 {
             bus.publish(reload(n), SystemTime::now());
@@ -422,10 +410,13 @@ mod tests {
         );
         let depths = bus.depths();
         assert_eq!(depths, [(Arc::from("slow"), 2), (Arc::from("fast"), 0)]);
-        let extra = bus.attach("sse", 4);
+        // Replaced: the old queue closes; detached: gone, with its count.
+        let mut again = bus.attach("fast", 4);
+        bus.detach("slow");
         bus.publish(reload(6), SystemTime::now());
-        assert_eq!(extra.len(), 1);
-        assert_eq!(fast.len(), 1);
+        assert_eq!(again.recv().await.unwrap().id, 6);
+        assert!(fast.recv().await.is_none());
+        assert_eq!(bus.drops(), [(Arc::from("fast"), 0)]);
     }
 
     /// The documented shape of version 1 (README: "Events").

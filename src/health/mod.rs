@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-pub use events::{Bus, CheckChange, Event, EventKind, VerdictChange};
+pub use events::{Bus, CheckChange, Event, EventKind, Queue, VerdictChange};
 pub use groups::{Group, Groups};
 pub use snapshot::{
     CheckView, Drain, DrainMode, LastRun, Phases, Published, RECENT_RUNS, ReloadRecord, Reloads,

@@ -29,6 +29,8 @@
 //! | `healthgate.connections.shed` | `healthgate_connections_shed_total` | listener, reason |
 //! | `healthgate.events.dropped` | `healthgate_events_dropped_total` | consumer |
 //! | `healthgate.events.queued` | `healthgate_events_queued` | consumer |
+//! | `healthgate.notifications` | `healthgate_notifications_total` | notifier, result |
+//! | `healthgate.actions` | `healthgate_actions_total` | check, verdict, action, result |
 //!
 //! Labels are bounded by the config: never a URL, a message or an address.
 
@@ -175,6 +177,54 @@ impl Metrics {
                 for (consumer, depth) in queued.depths() {
                     let depth = u64::try_from(depth).unwrap_or(u64::MAX);
                     o.observe(depth, &[KeyValue::new("consumer", consumer.to_string())]);
+                }
+            })
+            .build();
+    }
+
+    /// Registers `healthgate_notifications_total{notifier, result}` and
+    /// `healthgate_actions_total{check, verdict, action, result}`.
+    pub fn watch_acting(&self, stats: Arc<crate::events::Stats>) {
+        use crate::events::stats::For;
+        let meter = self.provider.meter("healthgate");
+        let sent = stats.clone();
+        meter
+            .u64_observable_counter("healthgate.notifications")
+            .with_description(
+                "Notifications by notifier and result: delivered (retries included), failed \
+                 (every attempt failed, or the receiver refused it) or coalesced (held by \
+                 min_interval, then nothing new to send).",
+            )
+            .with_callback(move |o| {
+                for (notifier, result, count) in sent.notifications() {
+                    let labels = [
+                        KeyValue::new("notifier", notifier.to_string()),
+                        KeyValue::new("result", result.as_str()),
+                    ];
+                    o.observe(count, &labels);
+                }
+            })
+            .build();
+        meter
+            .u64_observable_counter("healthgate.actions")
+            .with_description(
+                "Action runs by check (or verdict), action and result: ok, failed, timeout, \
+                 rate_limited (skipped: max_runs within window) or busy (skipped: the \
+                 previous run had not ended).",
+            )
+            .with_callback(move |o| {
+                for (target, action, result, count) in stats.actions() {
+                    let (check, verdict) = match &target {
+                        For::Check(name) => (name.to_string(), ""),
+                        For::Verdict(verdict) => (String::new(), *verdict),
+                    };
+                    let labels = [
+                        KeyValue::new("check", check),
+                        KeyValue::new("verdict", verdict),
+                        KeyValue::new("action", action),
+                        KeyValue::new("result", result.as_str()),
+                    ];
+                    o.observe(count, &labels);
                 }
             })
             .build();
