@@ -274,3 +274,348 @@ async fn a_check_runs_on_demand_and_is_recorded() {
     let (code, _) = admin(gw.addr, "POST", "/api/checks/api/run", None, "").await;
     assert_eq!(code, 404);
 }
+
+/// What a receiver does with a request.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Status(u16),
+    Hang,
+}
+
+/// A real HTTP receiver on 127.0.0.1:0: answers each request as its
+/// script says (then 200), and keeps every request it got.
+struct Receiver {
+    addr: SocketAddr,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, Bytes)>>>,
+}
+
+impl Receiver {
+    async fn start(script: &[Answer]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script = std::sync::Arc::new(std::sync::Mutex::new(
+            script
+                .iter()
+                .copied()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let (kept, left) = (got.clone(), script.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (kept, left) = (kept.clone(), left.clone());
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                            let (kept, left) = (kept.clone(), left.clone());
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body.collect().await.unwrap().to_bytes();
+                                kept.lock().unwrap().push((parts.headers, body));
+                                let answer = left
+                                    .lock()
+                                    .unwrap()
+                                    .pop_front()
+                                    .unwrap_or(Answer::Status(200));
+                                let status = match answer {
+                                    Answer::Status(s) => s,
+                                    Answer::Hang => {
+                                        std::future::pending::<()>().await;
+                                        500
+                                    }
+                                };
+                                let mut response =
+                                    http::Response::new(http_body_util::Full::new(Bytes::new()));
+                                *response.status_mut() =
+                                    http::StatusCode::from_u16(status).unwrap();
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, got }
+    }
+
+    fn requests(&self) -> Vec<(http::HeaderMap, Bytes)> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// What a receiver does to trust a body: the HMAC-SHA256 of the raw bytes
+/// under the shared key, compared in constant time with the header's.
+fn verified(key: &[u8], headers: &http::HeaderMap, body: &[u8]) -> bool {
+    let Some(hex) = headers
+        .get("x-healthgate-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+    else {
+        return false;
+    };
+    let Ok(tag) = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+    else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::verify(&key, body, &tag).is_ok()
+}
+
+async fn metrics(gw: &Gateway) -> String {
+    admin(gw.admin, "GET", "/metrics", None, "").await.1
+}
+
+/// A webhook that fails twice then takes the event gets it exactly once
+/// delivered, after the retries, signed with the shared key each time; its
+/// header's secret value never reaches the logs.
+#[tokio::test]
+async fn a_webhook_is_retried_until_delivered_and_signed() {
+    let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(500)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("webhook.key");
+    std::fs::write(&key, "k3y-for-hmac\n").unwrap();
+    let config = toml(&format!(
+        "{WORKER}\
+         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{}/hook\"\n\
+         secret_file = \"{}\"\nheaders = {{ Authorization = \"Bearer hdr-s3cret\" }}\n\
+         attempts = 3\nbackoff = \"50ms\"\nmax_backoff = \"100ms\"\nmin_interval = \"0s\"\n\
+         events = [\"check\"]\n",
+        receiver.addr,
+        key.display()
+    ));
+    let gw = start_gateway(&config).await;
+    report(&gw, "fail").await;
+    let delivered = [("notifier", "ops"), ("result", "delivered")];
+    eventually(WITHIN, "delivered", || async {
+        series(
+            &metrics(&gw).await,
+            "healthgate_notifications_total",
+            &delivered,
+        ) == 1
+    })
+    .await;
+    let got = receiver.requests();
+    assert_eq!(got.len(), 3, "two failures, then the delivery");
+    for (headers, body) in &got {
+        assert!(verified(b"k3y-for-hmac", headers, body), "bad signature");
+        assert!(!verified(b"another key", headers, body));
+        assert_eq!(headers["authorization"], "Bearer hdr-s3cret");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(body, &got[0].1, "the same event each time");
+    }
+    let event: serde_json::Value = serde_json::from_slice(&got[0].1).unwrap();
+    assert_eq!(event["version"], 1);
+    assert_eq!(event["type"], "check");
+    assert_eq!(event["check"], "worker");
+    assert_eq!(event["to"], "fail");
+    assert!(event["instance"]["host"].is_string(), "{event}");
+    // A recovery is sent too (send_resolved), once.
+    report(&gw, "pass").await;
+    eventually(WITHIN, "the recovery", || async {
+        receiver.requests().len() == 4
+    })
+    .await;
+    let recovery: serde_json::Value = serde_json::from_slice(&receiver.requests()[3].1).unwrap();
+    assert_eq!(
+        (recovery["from"].as_str(), recovery["to"].as_str()),
+        (Some("fail"), Some("pass"))
+    );
+    let text = metrics(&gw).await;
+    let failed = [("notifier", "ops"), ("result", "failed")];
+    assert_eq!(
+        series(&text, "healthgate_notifications_total", &failed),
+        0,
+        "{text}"
+    );
+    assert!(
+        gw.logs()
+            .iter()
+            .all(|l| !l.contains("hdr-s3cret") && !l.contains("k3y-for-hmac"))
+    );
+}
+
+/// A receiver that never answers: each notification ends in bounded time
+/// (timeout x attempts), failed and counted; what its small queue cannot
+/// hold is dropped and counted; reports, verdicts and the other notifier go on.
+#[tokio::test]
+async fn a_hanging_receiver_is_bounded_and_counted() {
+    let hanging = Receiver::start(&[Answer::Hang; 64]).await;
+    let healthy = Receiver::start(&[]).await;
+    let config = toml(&format!(
+        "{WORKER}\
+         [[notifiers]]\nname = \"stuck\"\ntype = \"webhook\"\nurl = \"http://{}/\"\n\
+         timeout = \"300ms\"\nattempts = 2\nbackoff = \"50ms\"\nqueue = 2\nmin_interval = \"0s\"\n\
+         [[notifiers]]\nname = \"fine\"\ntype = \"webhook\"\nurl = \"http://{}/\"\nmin_interval = \"0s\"\n",
+        hanging.addr, healthy.addr
+    ));
+    let gw = start_gateway(&config).await;
+    let started = tokio::time::Instant::now();
+    for round in 0..10 {
+        report(&gw, if round % 2 == 0 { "fail" } else { "pass" }).await;
+        let asked = tokio::time::Instant::now();
+        let _ = get(gw.addr, "/readyz").await;
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "/readyz took {:?}",
+            asked.elapsed()
+        );
+        let expected = if round % 2 == 0 { 503 } else { 200 };
+        eventually(WITHIN, "the verdict follows the report", || async {
+            get(gw.addr, "/readyz").await.0 == expected
+        })
+        .await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "reports were held up"
+    );
+    eventually(WITHIN, "the healthy receiver got every change", || async {
+        healthy
+            .requests()
+            .iter()
+            .filter(|(_, b)| {
+                let event: serde_json::Value = serde_json::from_slice(b).unwrap();
+                event["check"] == "worker"
+            })
+            .count()
+            == 10
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "failures and drops counted",
+        || async {
+            let text = metrics(&gw).await;
+            let failed = [("notifier", "stuck"), ("result", "failed")];
+            series(&text, "healthgate_notifications_total", &failed) >= 2
+                && series(
+                    &text,
+                    "healthgate_events_dropped_total",
+                    &[("consumer", "notifier:stuck")],
+                ) >= 1
+                && text.contains("healthgate_events_dropped_total{consumer=\"notifier:fine\"} 0")
+        },
+    )
+    .await;
+}
+
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// The count of `name` with `labels` in the exposition `text` (0 if absent).
+fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    value(&parse(text), name, labels).unwrap_or(0.0) as u64
+}
+
+/// A check's on_failure and on_recovery and the liveness restart run as
+/// argv with the event in their environment (a message full of shell is
+/// only ever a value), each within its rate limit; past it they are skipped
+/// and counted.
+#[tokio::test]
+async fn actions_run_with_the_event_in_their_environment_within_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    let append = |file: &str| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"env | grep ^HEALTHGATE_ | sort > \\\"$0.env\\\"; echo ran >> \\\"$0\\\"\", \"{}\"]",
+            at(file).display()
+        )
+    };
+    let config = toml(&format!(
+        "[[checks]]\nname = \"worker\"\ntype = \"push\"\nttl = \"1h\"\ngroups = [\"liveness\", \"readiness\"]\n\
+         on_failure = {{ command = {}, max_runs = 2, window = \"1h\" }}\n\
+         on_recovery = {{ command = {} }}\n\
+         [actions.restart]\ncommand = {}\nmax_restarts = 1\nrestart_window = \"1h\"\n",
+        append("failure"),
+        append("recovery"),
+        append("restart"),
+    ));
+    let gw = start_gateway(&config).await;
+    let pwned = at("pwned");
+    let hostile = format!(
+        "{{\"status\":\"fail\",\"message\":\"$(touch {}) `touch {}`\"}}",
+        pwned.display(),
+        pwned.display()
+    );
+    let fail = || async {
+        let (code, body) = admin(
+            gw.admin,
+            "POST",
+            "/api/checks/worker/report",
+            None,
+            &hostile,
+        )
+        .await;
+        assert_eq!(code, 202, "{body}");
+    };
+    fail().await;
+    eventually(WITHIN, "on_failure and the restart ran", || async {
+        lines(&at("failure")) == 1 && lines(&at("restart")) == 1
+    })
+    .await;
+    let env = std::fs::read_to_string(at("failure.env")).unwrap();
+    assert!(env.contains("HEALTHGATE_CHECK=worker\n"), "{env}");
+    assert!(env.contains("HEALTHGATE_STATUS=fail\n"), "{env}");
+    assert!(
+        env.contains("HEALTHGATE_PREVIOUS_STATUS=starting\n"),
+        "{env}"
+    );
+    assert!(env.contains("HEALTHGATE_CATEGORY=reported\n"), "{env}");
+    assert!(
+        env.contains("HEALTHGATE_MESSAGE=reported fail: $(touch"),
+        "{env}"
+    );
+    let restart = std::fs::read_to_string(at("restart.env")).unwrap();
+    assert!(
+        restart.contains("HEALTHGATE_VERDICT=liveness\n"),
+        "{restart}"
+    );
+    assert!(restart.contains("HEALTHGATE_ACTION=restart\n"), "{restart}");
+    for round in 1..=2 {
+        report(&gw, "pass").await;
+        eventually(WITHIN, "on_recovery ran", || async {
+            lines(&at("recovery")) == round
+        })
+        .await;
+        fail().await;
+        eventually(WITHIN, "the failure was acted on", || async {
+            let text = metrics(&gw).await;
+            let on_failure = |result| {
+                let labels = [
+                    ("check", "worker"),
+                    ("action", "on_failure"),
+                    ("result", result),
+                ];
+                series(&text, "healthgate_actions_total", &labels)
+            };
+            let acted = on_failure("ok") + on_failure("rate_limited");
+            acted == round as u64 + 1
+        })
+        .await;
+    }
+    let text = metrics(&gw).await;
+    assert_eq!(lines(&at("failure")), 2, "max_runs = 2");
+    assert_eq!(lines(&at("restart")), 1, "max_restarts = 1");
+    let count = |labels: &[(&str, &str)]| series(&text, "healthgate_actions_total", labels);
+    let limited = ("result", "rate_limited");
+    assert_eq!(
+        count(&[("check", "worker"), ("action", "on_failure"), limited]),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        count(&[("verdict", "liveness"), ("action", "restart"), limited]),
+        2,
+        "{text}"
+    );
+    assert!(!pwned.exists(), "the message was run as shell");
+}

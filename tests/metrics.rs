@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -11,46 +10,6 @@ use http::StatusCode;
 use support::*;
 
 const WITHIN: Duration = Duration::from_secs(15);
-
-/// One sample: name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
-
-fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').unwrap();
-            let (name, labels) = match series.split_once('{') {
-                None => (series.to_owned(), BTreeMap::new()),
-                Some((name, rest)) => {
-                    let labels = rest
-                        .trim_end_matches('}')
-                        .split("\",")
-                        .filter(|p| !p.is_empty())
-                        .map(|pair| {
-                            let (k, v) = pair.split_once("=\"").unwrap();
-                            (k.to_owned(), v.trim_end_matches('"').to_owned())
-                        })
-                        .collect();
-                    (name.to_owned(), labels)
-                }
-            };
-            (name, labels, value.parse().unwrap())
-        })
-        .collect()
-}
-
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples
-        .iter()
-        .find(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, v)| *v)
-}
 
 async fn scrape(gw: &Gateway) -> (String, Vec<Sample>) {
     let (code, headers, body) = get(gw.admin, "/metrics").await;
@@ -220,7 +179,7 @@ async fn labels_are_bounded_and_never_carry_secrets_or_addresses() {
     );
     let allowed = [
         "check", "type", "result", "category", "status", "from", "to", "group", "version",
-        "signal", "le", "listener", "reason",
+        "signal", "le", "listener", "reason", "consumer", "notifier", "verdict", "action",
     ];
     let categories: Vec<&str> = healthgate::probe::Category::ALL
         .iter()
@@ -233,6 +192,13 @@ async fn labels_are_bounded_and_never_carry_secrets_or_addresses() {
             if key == "listener" {
                 assert!(
                     ["lb", "admin", "grpc"].contains(&value.as_str()),
+                    "{name}: {value}"
+                );
+            }
+            if key == "consumer" {
+                // The event stream's; notifiers' and actions' only when configured.
+                assert!(
+                    value == "sse" || value == "actions" || value.starts_with("notifier:"),
                     "{name}: {value}"
                 );
             }

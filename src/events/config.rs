@@ -371,12 +371,15 @@ pub fn parse(problems: &mut Problems, root: &Map<String, Value>, checks: &[&str]
         Some(Value::Array(items)) => {
             let mut seen = HashSet::new();
             for (index, item) in items.iter().enumerate() {
-                let key = format!("notifiers[{index}]");
+                // Named by its name where it has one, as problems in checks are.
+                let key = match item.get("name").and_then(Value::as_str) {
+                    Some(name) if !name.is_empty() => format!("notifiers.{name}"),
+                    _ => format!("notifiers[{index}]"),
+                };
                 let Some(section) = problems.parse::<NotifierSection>(None, &key, item.clone())
                 else {
                     continue;
                 };
-                let key = format!("notifiers.{}", section.name.as_str());
                 if !seen.insert(section.name.as_str().to_owned()) {
                     problems.push(
                         None,
@@ -634,4 +637,112 @@ fn alerts_url(base: &http::Uri) -> Option<http::Uri> {
         base.authority()?.as_str()
     );
     http::Uri::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, Problem};
+
+    const BASE: &str = "[server]\nallow_no_checks = true\n\
+        [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"127.0.0.1:5432\"\n";
+
+    fn problems(extra: &str) -> Vec<Problem> {
+        let text = format!("{BASE}{extra}");
+        match crate::config::load_str(std::path::Path::new("t.toml"), &text) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            Err(e) => panic!("{e}"),
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    fn keys(extra: &str) -> Vec<String> {
+        let found = problems(extra);
+        found
+            .iter()
+            .map(|p| match &p.check {
+                Some(c) => format!("{c}:{}", p.key),
+                None => p.key.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_notifier_and_actions_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "s3cret\n").unwrap();
+        let text = format!(
+            "{BASE}on_failure = {{ command = [\"true\"], max_runs = 2, window = \"1h\" }}\n\
+             [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"https://hooks.example.com/x\"\n\
+             secret_file = \"{}\"\nheaders = {{ Authorization = \"Bearer t\" }}\nchecks = [\"db\"]\n\
+             [[notifiers]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://am:9093/\"\n\
+             labels = {{ team = \"sre\" }}\n\
+             [actions.restart]\ncommand = [\"systemctl\", \"restart\", \"app\"]\n",
+            key.display()
+        );
+        let config = crate::config::load_str(std::path::Path::new("t.toml"), &text).unwrap();
+        let acting = &config.acting;
+        assert_eq!(acting.notifiers.len(), 2);
+        let ops = &acting.notifiers[0];
+        assert_eq!(ops.secret.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(format!("{:?}", ops.headers), "[(\"authorization\", ***)]");
+        assert_eq!(acting.notifiers[1].url, "http://am:9093/api/v2/alerts");
+        let db = &acting.checks["db"];
+        assert_eq!(db.on_failure.as_ref().unwrap().max_runs, 2);
+        let restart = acting.restart.as_ref().unwrap();
+        assert_eq!(
+            (restart.name, restart.max_runs, restart.window.as_secs()),
+            ("restart", 5, 300)
+        );
+        // An action is not part of what the check is: changing it keeps the check's state.
+        let changed = text.replace("max_runs = 2", "max_runs = 3");
+        let again = crate::config::load_str(std::path::Path::new("t.toml"), &changed).unwrap();
+        assert!(config.checks[0].same_as(&again.checks[0]));
+    }
+
+    /// Each mistake is named by its key, all of them in one pass.
+    #[test]
+    fn bad_notifiers_and_actions_name_their_keys() {
+        let found = keys(
+            "on_recovery = { command = [\"true\"], max_runs = 0 }\n\
+             [[notifiers]]\nname = \"a\"\ntype = \"pager\"\nurl = \"https://x\"\n\
+             [[notifiers]]\nname = \"b\"\ntype = \"webhook\"\nurl = \"ftp://x/\"\n\
+             [[notifiers]]\nname = \"c\"\ntype = \"webhook\"\nurl = \"https://x/\"\nsecret_file = \"/nonexistent/key\"\n\
+             [[notifiers]]\nname = \"d\"\ntype = \"webhook\"\nurl = \"https://x/\"\nattempts = 0\nchecks = [\"dbb\"]\n\
+             [[notifiers]]\nname = \"e\"\ntype = \"alertmanager\"\nurl = \"http://am:9093\"\nevents = [\"reload\"]\nsecret_file = \"/k\"\n\
+             [actions.liveness.on_failure]\ncommand = \"systemctl restart app\"\n\
+             [actions.restart]\ncommand = [\"x\"]\nmax_restarts = 0\n",
+        );
+        for key in [
+            "db:on_recovery.max_runs",
+            "notifiers.a.type",
+            "notifiers.b.url",
+            "notifiers.c.secret_file",
+            "notifiers.d.attempts",
+            "notifiers.e.events",
+            "notifiers.e.secret_file",
+            "actions.liveness.on_failure.command",
+            "actions.restart.max_restarts",
+        ] {
+            assert!(found.iter().any(|k| k == key), "{key} not in {found:?}");
+        }
+        let all = problems(
+            "[[notifiers]]\nname = \"d\"\ntype = \"webhook\"\nurl = \"https://x/\"\nchecks = [\"dbb\"]\n",
+        );
+        assert!(all[0].message.contains("did you mean `db`?"), "{all:?}");
+    }
+
+    /// A URL's credentials, a header's value and the secret file's key
+    /// appear in no problem, however wrong the rest is.
+    #[test]
+    fn secrets_stay_out_of_problems() {
+        let text = "[[notifiers]]\nname = \"x\"\ntype = \"webhook\"\n\
+                    url = \"https://user:hunter2@hooks.example.com:99999/\"\n\
+                    headers = { \"Bad Name\" = \"Bearer hunter2\", X-Ok = \"hunter2\\u0001\" }\n";
+        let found = problems(text);
+        assert!(found.len() >= 2, "{found:?}");
+        for p in found {
+            assert!(!p.to_string().contains("hunter2"), "{p}");
+        }
+    }
 }

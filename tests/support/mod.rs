@@ -322,6 +322,48 @@ pub async fn admin(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// One sample of a Prometheus text exposition: name, labels, value.
+pub type Sample = (String, std::collections::BTreeMap<String, String>, f64);
+
+/// Every sample of `text`.
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_owned(), std::collections::BTreeMap::new()),
+                Some((name, rest)) => {
+                    let labels = rest
+                        .trim_end_matches('}')
+                        .split("\",")
+                        .filter(|p| !p.is_empty())
+                        .map(|pair| {
+                            let (k, v) = pair.split_once("=\"").unwrap();
+                            (k.to_owned(), v.trim_end_matches('"').to_owned())
+                        })
+                        .collect();
+                    (name.to_owned(), labels)
+                }
+            };
+            (name, labels, value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The value of the first sample of `name` with (at least) `labels`.
+pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+}
+
 /// Polls `cond` every 20 ms until it holds or `within` passes.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
 where
