@@ -619,3 +619,103 @@ async fn actions_run_with_the_event_in_their_environment_within_their_limits() {
     );
     assert!(!pwned.exists(), "the message was run as shell");
 }
+
+/// Debian's Alertmanager on 127.0.0.1, with a receiver that sends nowhere.
+struct Alertmanager {
+    addr: SocketAddr,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    async fn start() -> Option<Self> {
+        if !tool(
+            "prometheus-alertmanager",
+            &["--version"],
+            "apt-get install -y prometheus-alertmanager",
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(&config, "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n").unwrap();
+        // A free port: taken, noted, let go (Alertmanager cannot report one it picked).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let child = tokio::process::Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        eventually(Duration::from_secs(30), "alertmanager ready", || async {
+            request(addr, "GET", "/-/ready").await.is_ok_and(|(code, _, _)| code == 200)
+        })
+        .await;
+        Some(Self {
+            addr,
+            _child: child,
+            _dir: dir,
+        })
+    }
+
+    /// The alerts it holds active, as its v2 API lists them.
+    async fn alerts(&self) -> Vec<serde_json::Value> {
+        let (_, _, body) = get(self.addr, "/api/v2/alerts").await;
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// A failing check fires an alert in a real Alertmanager, with the labels
+/// and annotations a route and a runbook need; it stays active past its
+/// first `endsAt` because healthgate posts it again every resend_interval,
+/// and it resolves when the check recovers.
+#[tokio::test]
+async fn a_failing_check_alerts_through_alertmanager_and_resolves() {
+    let Some(am) = Alertmanager::start().await else { return };
+    let config = toml(&format!(
+        "{WORKER}\
+         [[notifiers]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://{}\"\n\
+         resend_interval = \"1s\"\nmin_interval = \"0s\"\nlabels = {{ team = \"sre\" }}\n\
+         runbook_url = \"https://runbooks.example.com/healthgate/{{check}}\"\n",
+        am.addr
+    ));
+    let gw = start_gateway(&config).await;
+    report(&gw, "fail").await;
+    let worker = |alerts: &[serde_json::Value]| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["check"] == "worker")
+            .cloned()
+    };
+    eventually(WITHIN, "the alert fires", || async { worker(&am.alerts().await).is_some() }).await;
+    let fired = worker(&am.alerts().await).unwrap();
+    let labels = &fired["labels"];
+    assert_eq!(labels["alertname"], "HealthgateCheckFailing", "{fired}");
+    assert_eq!(labels["severity"], "critical");
+    assert_eq!(labels["check_type"], "push");
+    assert_eq!(labels["team"], "sre");
+    assert!(labels["instance"].as_str().is_some_and(|i| !i.is_empty()));
+    assert_eq!(fired["status"]["state"], "active");
+    let annotations = &fired["annotations"];
+    assert_eq!(annotations["runbook_url"], "https://runbooks.example.com/healthgate/worker");
+    assert_eq!(annotations["description"], "reported fail: nightly fail");
+    // Re-posted: its end moves on, so it outlives the first one.
+    let first_end = fired["endsAt"].as_str().unwrap().to_owned();
+    eventually(WITHIN, "the alert is posted again", || async {
+        worker(&am.alerts().await).is_some_and(|a| a["endsAt"].as_str().unwrap() > first_end.as_str())
+    })
+    .await;
+    assert_eq!(worker(&am.alerts().await).unwrap()["startsAt"], fired["startsAt"]);
+    report(&gw, "pass").await;
+    eventually(WITHIN, "the alert resolves", || async { worker(&am.alerts().await).is_none() }).await;
+    let text = metrics(&gw).await;
+    assert_eq!(
+        series(&text, "healthgate_notifications_total", &[("notifier", "am"), ("result", "failed")]),
+        0,
+        "{text}"
+    );
+}
