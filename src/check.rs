@@ -16,7 +16,7 @@ pub struct Row {
     pub name: String,
     /// Probe type.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     /// `pass`, `fail`, `warn` (a warning, or a failing non-critical check),
     /// or `starting` for a push check, which cannot be run once.
     pub status: Status,
@@ -25,7 +25,7 @@ pub struct Row {
     /// Run time in milliseconds.
     pub duration_ms: f64,
     /// Failure category, if it failed.
-    pub category: Option<&'static str>,
+    pub category: Option<String>,
     /// The probe's message.
     pub message: String,
 }
@@ -56,7 +56,7 @@ pub async fn run_once(checks: &[Check]) -> Vec<Row> {
             if let Source::Push(_) = check.source {
                 return Row {
                     name: check.name.to_string(),
-                    kind: check.kind,
+                    kind: check.kind.to_owned(),
                     status: Status::Starting,
                     critical: check.critical,
                     duration_ms: 0.0,
@@ -84,11 +84,11 @@ fn row(check: &Check, outcome: Outcome) -> Row {
     };
     Row {
         name: check.name.to_string(),
-        kind: check.kind,
+        kind: check.kind.to_owned(),
         status,
         critical: check.critical,
         duration_ms: crate::units::millis(outcome.duration),
-        category: outcome.category().map(probe::Category::as_str),
+        category: outcome.category().map(|c| c.as_str().to_owned()),
         message: outcome.message,
     }
 }
@@ -104,13 +104,13 @@ pub fn table(rows: &[Row]) -> String {
     let cells: Vec<[String; 5]> = rows
         .iter()
         .map(|r| {
-            let message = match r.category {
+            let message = match &r.category {
                 Some(category) => format!("{category}: {}", r.message),
                 None => r.message.clone(),
             };
             [
                 r.name.clone(),
-                r.kind.to_owned(),
+                r.kind.clone(),
                 r.status.to_string(),
                 format!("{:.1}ms", r.duration_ms),
                 message,

@@ -3,13 +3,15 @@
 //! exchange bounded in time and in the size of the answer read.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::ClientConfig;
+
+use crate::probe::tls::{RootsKind, TlsSpec};
 
 /// Most bytes of an answer read (the rest is not).
 pub const MAX_ANSWER: usize = 64 * 1024;
@@ -37,24 +39,37 @@ pub enum ClientError {
 }
 
 impl Client {
-    /// A client trusting the built-in roots, or only `ca_file`'s certificates.
+    /// A client trusting the built-in roots and `ca_file`'s certificates.
     pub fn new(ca_file: Option<&Path>) -> Result<Self, ClientError> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_file {
-            Some(ca) => {
-                let certs = crate::config::pem::certificates(ca)
-                    .map_err(|e| ClientError::Tls(e.to_string()))?;
-                roots.add_parsable_certificates(certs);
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let extra_roots = match ca_file {
+            Some(ca) => crate::config::pem::certificates(ca).map_err(ClientError::Tls)?,
+            None => Vec::new(),
+        };
+        Self::with(&TlsSpec {
+            roots: RootsKind::Webpki,
+            extra_roots,
+            server_name: None,
+            insecure_skip_verify: false,
+        })
+    }
+
+    /// A client for this host's own listener, whose certificate it does not
+    /// verify (as `healthgate get` does): it is the gateway's own, named for
+    /// the clients it serves, not for the loopback address dialled.
+    pub fn own_listener() -> Result<Self, ClientError> {
+        Self::with(&TlsSpec {
+            roots: RootsKind::Webpki,
+            extra_roots: Vec::new(),
+            server_name: None,
+            insecure_skip_verify: true,
+        })
+    }
+
+    fn with(spec: &TlsSpec) -> Result<Self, ClientError> {
+        let shared = crate::probe::tls::client_config(spec).map_err(ClientError::Tls)?;
+        let mut tls = ClientConfig::clone(&shared);
+        // hyper-rustls sets ALPN itself (and panics on a config that has it).
+        tls.alpn_protocols.clear();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

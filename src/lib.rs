@@ -22,6 +22,7 @@ pub mod fuzz;
 pub mod health;
 pub mod probe;
 pub mod reload;
+pub mod remote;
 pub mod scheduler;
 pub mod server;
 pub mod telemetry;

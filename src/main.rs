@@ -32,11 +32,25 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+/// Where the running gateway's admin listener is.
+#[derive(Args)]
+struct AdminArgs {
+    /// The admin listener's URL (default: `server.admin_listen` of the config,
+    /// its certificate not verified: it is this host's own listener).
+    #[arg(long, env = "HEALTHGATE_ADMIN_URL", value_name = "URL")]
+    admin_url: Option<String>,
+    /// PEM CA certificates to verify an https --admin-url with, besides the built-in roots.
+    #[arg(long, value_name = "FILE", requires = "admin_url")]
+    ca_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the checks and serve the verdicts until SIGTERM or SIGINT.
     Run(ConfigArg),
     /// Run every (or each named) check once, ignoring thresholds.
+    /// With --remote, the running gateway runs them now and records the
+    /// results as its scheduled runs (thresholds apply there).
     /// Exit 0 when every critical check passes, 1 when one fails, 2 on a config error.
     Check {
         #[command(flatten)]
@@ -47,6 +61,29 @@ enum Command {
         /// Run only this check (repeatable).
         #[arg(long = "check", value_name = "NAME")]
         checks: Vec<String>,
+        /// Ask the running gateway (its admin listener, with the admin token
+        /// of the config) to run the checks instead of running them here.
+        #[arg(long)]
+        remote: bool,
+        /// With --remote: run this verdict group's checks.
+        #[arg(long, requires = "remote", conflicts_with = "checks", value_parser = ["liveness", "readiness", "startup"])]
+        group: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Follow the running gateway's events (status and verdict changes,
+    /// drains, reloads), one line each, reconnecting where it left off.
+    Watch {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print each event's JSON (version 1) instead of a line of text.
+        #[arg(long)]
+        json: bool,
+        /// Start after this event id (replaying what the gateway still holds).
+        #[arg(long, value_name = "ID")]
+        since: Option<u64>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Ask the running gateway for one of its verdicts over its own listener
     /// (`server.listen`, TLS when `server.tls` is set); exit 0 on 200, 1
@@ -115,6 +152,56 @@ async fn dispatch(command: Command) -> ExitCode {
             config,
             json,
             checks,
+            remote: true,
+            group,
+            admin,
+        } => {
+            let loaded = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let rows = match remote(&loaded, &admin) {
+                Ok(gateway) => gateway.run(&checks, group.as_deref()).await,
+                Err(message) => Err(message),
+            };
+            match rows {
+                Ok(rows) => {
+                    print_rows(&rows, json);
+                    exit_code(&rows)
+                }
+                Err(message) => {
+                    eprintln!("healthgate: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Watch {
+            config,
+            json,
+            since,
+            admin,
+        } => {
+            let loaded = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let watched = match remote(&loaded, &admin) {
+                Ok(gateway) => gateway.watch(json, since, &mut std::io::stdout()).await,
+                Err(message) => Err(message),
+            };
+            match watched {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("healthgate: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check {
+            config,
+            json,
+            checks,
+            ..
         } => {
             let loaded = match load(&config) {
                 Ok(loaded) => loaded,
@@ -128,14 +215,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             };
             let rows = healthgate::check::run_once(&selected).await;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                );
-            } else {
-                print!("{}", healthgate::check::table(&rows));
-            }
+            print_rows(&rows, json);
             exit_code(&rows)
         }
         Command::Get { config, path } => {
@@ -180,6 +260,23 @@ async fn dispatch(command: Command) -> ExitCode {
             serve(&config, content, loaded).await
         }
     }
+}
+
+fn print_rows(rows: &[healthgate::check::Row], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
+    } else {
+        print!("{}", healthgate::check::table(rows));
+    }
+}
+
+/// The running gateway of `config`, or of `--admin-url`.
+fn remote(config: &Config, admin: &AdminArgs) -> Result<healthgate::remote::Admin, String> {
+    healthgate::remote::Admin::new(
+        &config.server,
+        admin.admin_url.as_deref(),
+        admin.ca_file.as_deref(),
+    )
 }
 
 /// 0 when every critical check passed, else 1.

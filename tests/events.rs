@@ -95,8 +95,12 @@ impl Stream {
 }
 
 async fn report(gw: &Gateway, status: &str) {
+    report_with(gw, status, None).await;
+}
+
+async fn report_with(gw: &Gateway, status: &str, token: Option<&str>) {
     let body = format!("{{\"status\":\"{status}\",\"message\":\"nightly {status}\"}}");
-    let (code, text) = admin(gw.admin, "POST", "/api/checks/worker/report", None, &body).await;
+    let (code, text) = admin(gw.admin, "POST", "/api/checks/worker/report", token, &body).await;
     assert_eq!(code, 202, "{text}");
 }
 
@@ -264,7 +268,7 @@ async fn a_check_runs_on_demand_and_is_recorded() {
         ("POST", "/api/checks/nope/run", 404),
         ("GET", "/api/checks/api/run", 405),
         ("POST", "/api/checks/run?check=api&check=worker", 409),
-        ("POST", "/api/checks/run", 400),
+        ("POST", "/api/checks/run?group=everything", 400),
     ];
     for (method, path, status) in cases {
         let (code, body) = admin(gw.admin, method, path, None, "").await;
@@ -638,9 +642,16 @@ impl Alertmanager {
         }
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("alertmanager.yml");
-        std::fs::write(&config, "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n").unwrap();
+        std::fs::write(
+            &config,
+            "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n",
+        )
+        .unwrap();
         // A free port: taken, noted, let go (Alertmanager cannot report one it picked).
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let child = tokio::process::Command::new("prometheus-alertmanager")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", dir.path().display()))
@@ -652,7 +663,9 @@ impl Alertmanager {
             .spawn()
             .unwrap();
         eventually(Duration::from_secs(30), "alertmanager ready", || async {
-            request(addr, "GET", "/-/ready").await.is_ok_and(|(code, _, _)| code == 200)
+            request(addr, "GET", "/-/ready")
+                .await
+                .is_ok_and(|(code, _, _)| code == 200)
         })
         .await;
         Some(Self {
@@ -675,7 +688,9 @@ impl Alertmanager {
 /// and it resolves when the check recovers.
 #[tokio::test]
 async fn a_failing_check_alerts_through_alertmanager_and_resolves() {
-    let Some(am) = Alertmanager::start().await else { return };
+    let Some(am) = Alertmanager::start().await else {
+        return;
+    };
     let config = toml(&format!(
         "{WORKER}\
          [[notifiers]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://{}\"\n\
@@ -691,7 +706,10 @@ async fn a_failing_check_alerts_through_alertmanager_and_resolves() {
             .find(|a| a["labels"]["check"] == "worker")
             .cloned()
     };
-    eventually(WITHIN, "the alert fires", || async { worker(&am.alerts().await).is_some() }).await;
+    eventually(WITHIN, "the alert fires", || async {
+        worker(&am.alerts().await).is_some()
+    })
+    .await;
     let fired = worker(&am.alerts().await).unwrap();
     let labels = &fired["labels"];
     assert_eq!(labels["alertname"], "HealthgateCheckFailing", "{fired}");
@@ -701,21 +719,143 @@ async fn a_failing_check_alerts_through_alertmanager_and_resolves() {
     assert!(labels["instance"].as_str().is_some_and(|i| !i.is_empty()));
     assert_eq!(fired["status"]["state"], "active");
     let annotations = &fired["annotations"];
-    assert_eq!(annotations["runbook_url"], "https://runbooks.example.com/healthgate/worker");
+    assert_eq!(
+        annotations["runbook_url"],
+        "https://runbooks.example.com/healthgate/worker"
+    );
     assert_eq!(annotations["description"], "reported fail: nightly fail");
     // Re-posted: its end moves on, so it outlives the first one.
     let first_end = fired["endsAt"].as_str().unwrap().to_owned();
     eventually(WITHIN, "the alert is posted again", || async {
-        worker(&am.alerts().await).is_some_and(|a| a["endsAt"].as_str().unwrap() > first_end.as_str())
+        worker(&am.alerts().await)
+            .is_some_and(|a| a["endsAt"].as_str().unwrap() > first_end.as_str())
     })
     .await;
-    assert_eq!(worker(&am.alerts().await).unwrap()["startsAt"], fired["startsAt"]);
+    assert_eq!(
+        worker(&am.alerts().await).unwrap()["startsAt"],
+        fired["startsAt"]
+    );
     report(&gw, "pass").await;
-    eventually(WITHIN, "the alert resolves", || async { worker(&am.alerts().await).is_none() }).await;
+    eventually(WITHIN, "the alert resolves", || async {
+        worker(&am.alerts().await).is_none()
+    })
+    .await;
     let text = metrics(&gw).await;
     assert_eq!(
-        series(&text, "healthgate_notifications_total", &[("notifier", "am"), ("result", "failed")]),
+        series(
+            &text,
+            "healthgate_notifications_total",
+            &[("notifier", "am"), ("result", "failed")]
+        ),
         0,
         "{text}"
     );
+}
+
+/// `healthgate check --remote` has the running gateway run its checks
+/// (with the config's admin token) and exits as `check` does;
+/// `healthgate watch` follows the events, as text or as JSON.
+#[tokio::test]
+async fn the_cli_runs_checks_remotely_and_watches_events() {
+    let target = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken-for-the-cli\n").unwrap();
+    let config = toml(&format!(
+        "[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1h\"\n{WORKER}",
+        target.url("/flip")
+    ))
+    .replace(
+        "allow_no_checks = true\n",
+        &format!(
+            "allow_no_checks = true\n[server.admin]\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+    );
+    let gw = start_gateway(&config).await;
+    // The config names port 0: the CLI is pointed at the port the gateway took.
+    let admin_url = format!("http://{}", gw.admin);
+    let cli = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(bin());
+        command
+            .args(args)
+            .arg("--config")
+            .arg(gw.config_path())
+            .env("HEALTHGATE_ADMIN_URL", &admin_url)
+            .kill_on_drop(true);
+        command
+    };
+    target.set_flip(503);
+    let out = cli(&["check", "--remote", "--json", "--check", "api"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "api");
+    assert_eq!(rows[0]["status"], "fail");
+    assert_eq!(
+        get(gw.addr, "/readyz").await.0,
+        503,
+        "recorded like a scheduled run"
+    );
+    target.set_flip(200);
+    let out = cli(&["check", "--remote", "--group", "readiness"])
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("api ") && l.contains(" pass ")),
+        "{table}"
+    );
+
+    let mut watch = cli(&["watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut text = cli(&["watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut json_lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(watch.stdout.take().unwrap()));
+    let mut text_lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(text.stdout.take().unwrap()));
+    // A watcher follows once an event reaches it: report until one does.
+    let event = first_line(&gw, &mut json_lines).await;
+    let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(event["version"], 1);
+    assert_eq!(event["check"], "worker");
+    let line = first_line(&gw, &mut text_lines).await;
+    assert!(line.contains(" check worker: "), "{line}");
+    assert!(line.contains(" -> "), "{line}");
+}
+
+/// The first line a watcher prints, changing the worker's status until it does.
+async fn first_line(
+    gw: &Gateway,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    let token = Some("t0ken-for-the-cli");
+    tokio::time::timeout(WITHIN, async {
+        for status in ["fail", "pass"].iter().cycle() {
+            report_with(gw, status, token).await;
+            let next = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await;
+            if let Ok(Ok(Some(line))) = next {
+                return line;
+            }
+        }
+        unreachable!()
+    })
+    .await
+    .expect("the watcher printed no event")
 }

@@ -43,7 +43,7 @@ pub struct NotifierSection {
     /// whitespace dropped.
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
-    /// PEM CA certificates to trust for an `https://` URL instead of the
+    /// PEM CA certificates to trust for an `https://` URL, besides the
     /// built-in roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -332,7 +332,7 @@ pub struct Notifier {
     pub headers: Vec<(http::HeaderName, Secret)>,
     /// The webhook's HMAC key.
     pub secret: Option<Secret>,
-    /// CA certificates to trust instead of the built-in roots.
+    /// CA certificates to trust besides the built-in roots.
     pub ca_file: Option<PathBuf>,
     /// Bound on one request.
     pub timeout: Duration,

@@ -4,8 +4,9 @@
 //!   flight), records the result like a scheduled run, and answers with the
 //!   check as recorded after it (its `last` run is this one).
 //! - `POST /api/checks/run?group=readiness` or `?check=a&check=b` (or
-//!   `check=a,b`): the same for several at once, `{"checks": [...]}`. A
-//!   group skips its push checks; a push check named is refused (409).
+//!   `check=a,b`), or with neither every check: the same for several at
+//!   once, `{"checks": [...]}`. A group (or all) skips push checks; a push
+//!   check named is refused (409).
 //!
 //! 504 if a check has no result within its timeout plus [`SLACK`].
 
@@ -86,8 +87,8 @@ pub async fn several(ctx: &Context, method: &Method, query: Option<&str>) -> Res
     response
 }
 
-/// The checks a query names: `group=` (its probed checks), or `check=`
-/// (repeated, or comma-separated).
+/// The checks a query names: `group=` (its probed checks), `check=`
+/// (repeated, or comma-separated), or with neither every probed check.
 fn selection(
     checks: &[Arc<CheckView>],
     query: Option<&str>,
@@ -105,6 +106,9 @@ fn selection(
                         (StatusCode::BAD_REQUEST, message.to_owned())
                     })?;
                 group = Some(g);
+            }
+            "check" if value.split(',').all(str::is_empty) => {
+                return Err((StatusCode::BAD_REQUEST, "check= needs a name".to_owned()));
             }
             "check" => named.extend(value.split(',').filter(|n| !n.is_empty()).map(Arc::from)),
             _ => {
@@ -127,9 +131,14 @@ fn selection(
             named.dedup();
             Ok(named)
         }
-        _ => Err((
+        (None, true) => Ok(checks
+            .iter()
+            .filter(|c| c.kind != "push")
+            .map(|c| c.name.clone())
+            .collect()),
+        (Some(_), false) => Err((
             StatusCode::BAD_REQUEST,
-            "give either group= or check= (repeatable)".to_owned(),
+            "give group= or check=, not both".to_owned(),
         )),
     }
 }
@@ -209,9 +218,9 @@ mod tests {
     }
 
     #[test]
-    fn a_query_that_selects_nothing_clearly_is_refused() {
+    fn no_query_is_every_check_and_an_unclear_one_is_refused() {
+        assert_eq!(names("").unwrap(), ["api", "db", "warmup"]);
         for query in [
-            "",
             "group=everything",
             "group=readiness&check=api",
             "verbose",
