@@ -157,7 +157,8 @@ async fn rules_reference_only_series_healthgate_exports() {
     let gw = start_gateway(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
          [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n\
-         [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n",
+         [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n\
+         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{refused}/\"\nattempts = 1\n",
         server.addr.port(),
         ca.display()
     ))
@@ -165,7 +166,9 @@ async fn rules_reference_only_series_healthgate_exports() {
     let addr = gw.admin;
     eventually(Duration::from_secs(15), "every series", || async {
         let text = get(addr, "/metrics").await.2;
-        text.contains("healthgate_tls_cert_not_after_seconds") && text.contains("transitions_total")
+        text.contains("healthgate_tls_cert_not_after_seconds")
+            && text.contains("transitions_total")
+            && text.contains("healthgate_notifications_total")
     })
     .await;
     let text = get(addr, "/metrics").await.2;
@@ -372,7 +375,9 @@ async fn every_panel_and_rule_works_against_a_real_prometheus() {
          [defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
          [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n\
          [[checks]]\nname = \"flappy\"\ntype = \"http\"\nurl = \"{}\"\ncritical = false\n\
-         [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n",
+         on_failure = {{ command = [\"true\"], max_runs = 1000, window = \"1m\" }}\n\
+         [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n\
+         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{refused}/\"\nattempts = 1\nmin_interval = \"0s\"\n",
         tls.addr.port(),
         ca.display(),
         flappy.url("/flip")
@@ -398,6 +403,8 @@ async fn every_panel_and_rule_works_against_a_real_prometheus() {
             "healthgate_config_reloads_total{result=\"failure\"} > 0",
             "healthgate_telemetry_dropped_total{signal=\"metrics\"} > 0",
             "rate(healthgate_process_cpu_time_seconds_total[10s])",
+            "healthgate_notifications_total",
+            "healthgate_actions_total",
         ];
         let mut all = true;
         for expr in ready {

@@ -168,7 +168,7 @@ CHECK_DETAIL = dashboard("healthgate-check", "healthgate / Check detail",
 ])
 
 SIDECAR = dashboard("healthgate-sidecar", "healthgate / The sidecar itself",
-    "healthgate's own health: config reloads, telemetry drops, versions across the fleet, CPU and memory.", [
+    "healthgate's own health: config reloads, telemetry drops, versions across the fleet, CPU and memory, and what it did about health: notifications, actions, events dropped.", [
     panel("timeseries", "Config reloads", "Reloads applied (success) and rejected (failure; the previous config kept running). Alert: HealthgateConfigReloadFailing.",
           [target(f'sum by (result) (increase(healthgate_config_reloads_total{{{SEL}}}[{RATE}]))', "{{result}}")], 0, 0, 12, 8),
     panel("table", "Last config load", "Per instance: whether the last config load succeeded, and how long ago one last did.",
@@ -185,6 +185,18 @@ SIDECAR = dashboard("healthgate-sidecar", "healthgate / The sidecar itself",
     panel("timeseries", "Memory", "Resident memory of each healthgate process.",
           [target(f'healthgate_process_memory_rss_bytes{{{SEL}}}', "{{instance}}")], 12, 16, 12, 8, unit="bytes",
           thresholds=[{"color": "green", "value": None}, {"color": "yellow", "value": 134217728}]),
+    panel("timeseries", "Notifications", "Notifications by notifier and result: delivered, failed (every attempt failed, or refused), coalesced (held by min_interval, nothing new to send). Alert: HealthgateNotifierFailing.",
+          [target(f'sum by (notifier, result) (increase(healthgate_notifications_total{{{SEL}}}[{RATE}]))', "{{notifier}} {{result}}")],
+          0, 24, 12, 8),
+    panel("timeseries", "Actions", "on_failure, on_recovery and restart runs by check (or verdict) and result: ok, failed, timeout, rate_limited, busy.",
+          [target(f'sum by (check, verdict, action, result) (increase(healthgate_actions_total{{{SEL}}}[{RATE}]))', "{{check}}{{verdict}} {{action}} {{result}}")],
+          12, 24, 12, 8),
+    panel("timeseries", "Events dropped", "Events a consumer could not take: a notifier's or the actions' full queue, or an event stream client cut off as too slow (sse).",
+          [target(f'sum by (consumer) (rate(healthgate_events_dropped_total{{{SEL}}}[{RATE}]))', "{{consumer}}")],
+          0, 32, 12, 8, unit="ops"),
+    panel("timeseries", "Event queues", "Events waiting in each consumer's queue; one staying high is a receiver slower than the changes it is told of.",
+          [target(f'max by (consumer) (healthgate_events_queued{{{SEL}}})', "{{consumer}}")],
+          12, 32, 12, 8),
 ])
 
 
