@@ -859,3 +859,47 @@ async fn first_line(
     .await
     .expect("the watcher printed no event")
 }
+
+/// Notifiers reload like everything else: one added starts delivering,
+/// one removed stops, without a restart.
+#[tokio::test]
+async fn notifiers_come_and_go_with_a_reload() {
+    let receiver = Receiver::start(&[]).await;
+    let without = toml(WORKER);
+    let gw = start_gateway(&without).await;
+    let with = format!(
+        "{without}[[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{}/\"\n\
+         min_interval = \"0s\"\nevents = [\"check\"]\n",
+        receiver.addr
+    );
+    let reloads = |n: u64| {
+        let gw = &gw;
+        async move {
+            let text = metrics(gw).await;
+            series(&text, "healthgate_config_reloads_total", &[("result", "success")]) >= n
+        }
+    };
+    std::fs::write(gw.config_path(), &with).unwrap();
+    eventually(WITHIN, "the notifier added", || reloads(1)).await;
+    report(&gw, "fail").await;
+    eventually(WITHIN, "delivered", || async { receiver.requests().len() == 1 }).await;
+    std::fs::write(gw.config_path(), &without).unwrap();
+    eventually(WITHIN, "the notifier removed", || reloads(2)).await;
+    report(&gw, "pass").await;
+    report(&gw, "fail").await;
+    eventually(WITHIN, "the changes recorded", || async {
+        gw.health().await["checks"]["worker:push"][0]["status"] == "fail"
+            && get(gw.addr, "/readyz").await.0 == 503
+    })
+    .await;
+    // The events were published (a live stream resumed from the start shows
+    // them); the removed notifier got none of them.
+    let mut stream = Stream::open(gw.admin, Some(0)).await;
+    let last = stream
+        .until(|e, d| e == "check" && d["to"] == "fail" && d["id"].as_u64() > Some(3))
+        .await;
+    assert!(last["id"].as_u64().is_some());
+    assert_eq!(receiver.requests().len(), 1);
+    let text = metrics(&gw).await;
+    assert!(!text.contains("notifier=\"ops\""), "a removed notifier's series go: {text}");
+}
