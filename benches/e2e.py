@@ -8,7 +8,8 @@ to CPU 0, load generators and targets to CPU 1, so the ratios compare like
 with like. Prints a Markdown report on stdout; progress goes to stderr.
 
 Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (per round, default 10),
-BENCH_PROBE_COUNTS (default "100,1000,10000").
+BENCH_PROBE_COUNTS (default "100,1000,10000"), BENCH_ONLY=acting (only
+section 5, acting on health).
 """
 
 import http.client
@@ -427,9 +428,148 @@ def reaction():
     return {"to_fail_ms": to_fail, "bound_ms": bound, "config_ms": applied}
 
 
+# --- 5. acting on health ------------------------------------------------------
+
+ACTING_CHECKS = 1000
+# Each configuration is run this many times, alternating with the other.
+ACTING_ALTERNATIONS = int(os.environ.get("BENCH_ACTING_ALTERNATIONS", "3"))
+
+
+def acting():
+    """ACTING_CHECKS HTTP checks every 1 s, without and with every event
+    consumer: a webhook and an Alertmanager notifier (to a second nginx, which
+    answers 200 to any POST), on_failure/on_recovery on every check, readiness
+    actions, and an SSE client reading /api/events. In both, a drain is
+    started and ended every 5 s (0.8 events a second: drain, verdict, and
+    their ends) through the admin API, so events flow through every consumer
+    while probes run. Probe CPU from the windows as in section 2, then
+    /readyz with wrk (keep-alive) against the same gateway."""
+    target, target_port = nginx(1, "target-acting")
+    sink, sink_port = nginx(1, "sink-acting")
+    consumers = f"""
+[[notifiers]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{sink_port}/hook"
+min_interval = "0s"
+[[notifiers]]
+name = "am"
+type = "alertmanager"
+url = "http://127.0.0.1:{sink_port}"
+min_interval = "0s"
+[actions.readiness.on_failure]
+command = ["true"]
+max_runs = 1000
+window = "1m"
+[actions.readiness.on_recovery]
+command = ["true"]
+max_runs = 1000
+window = "1m"
+"""
+    action = 'on_failure = { command = ["true"] }\non_recovery = { command = ["true"] }\n'
+    plain = http_checks(ACTING_CHECKS, target_port)
+    head, *each = plain.split("[[checks]]")
+    with_actions = head + "".join(f"[[checks]]{c}{action}" for c in each)
+    runs_of = {"no consumers": [], "every consumer": []}
+    # Alternated, so a drift of the machine (this VM's neighbours) falls on both.
+    plan = [("no consumers", "", plain), ("every consumer", consumers, with_actions)] * ACTING_ALTERNATIONS
+    for turn, (label, extra, checks) in enumerate(plan):
+        gate, port, admin, _ = healthgate(checks, 0, f"gate-acting-{turn}", extra=extra)
+        time.sleep(5)
+        stop_flag = threading.Event()
+        toggles = [0]
+
+        def toggle():
+            # Held for 1 s: long enough for every snapshot, so each toggle
+            # is 4 events (drain, /readyz 503, drain ended, /readyz 200).
+            while not stop_flag.wait(4):
+                for method in ("POST", "DELETE"):
+                    c = http.client.HTTPConnection("127.0.0.1", admin, timeout=2)
+                    c.request(method, "/admin/drain")
+                    c.getresponse().read()
+                    c.close()
+                    if method == "POST":
+                        stop_flag.wait(1)
+                toggles[0] += 1
+
+        streamed = [0]
+
+        def stream():
+            c = http.client.HTTPConnection("127.0.0.1", admin, timeout=30)
+            c.request("GET", "/api/events")
+            r = c.getresponse()
+            while not stop_flag.is_set():
+                line = r.fp.readline()
+                if not line:
+                    return
+                if line.startswith(b"id: "):
+                    streamed[0] += 1
+
+        threads = [threading.Thread(target=toggle, daemon=True)]
+        if extra:
+            threads.append(threading.Thread(target=stream, daemon=True))
+        for t in threads:
+            t.start()
+        windows = []
+        for _ in range(ROUNDS):
+            c0, r0, t0 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
+            time.sleep(SECONDS)
+            c1, r1, t1 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
+            windows.append((r1 - r0 - 1, c1 - c0, t1 - t0))
+        runs = [measured_wrk(gate.pid, f"http://127.0.0.1:{port}/readyz", False) for _ in range(ROUNDS)]
+        _, body = get(admin, "/metrics", timeout=30)
+        stop_flag.set()
+        stop(gate)
+        probes, cpu, seconds = (sum(w[i] for w in windows) for i in range(3))
+        text = body.decode()
+        delivered = sum(float(v) for v in re.findall(
+            r'^healthgate_notifications_total\{[^}]*result="delivered"[^}]*\} (\S+)$', text, re.M))
+        ran = sum(float(v) for v in re.findall(
+            r'^healthgate_actions_total\{[^}]*result="ok"[^}]*\} (\S+)$', text, re.M))
+        dropped = sum(float(v) for v in re.findall(
+            r'^healthgate_events_dropped_total\{[^}]*\} (\S+)$', text, re.M))
+        run = {"probes_per_s": probes / seconds, "cpu_per_1000": cpu / probes * 1000,
+               "rps": median_of(runs, "rps"), "cpu_us_per_req": median_of(runs, "cpu_us_per_req"),
+               "p99": median_of(runs, "p99"), "toggles": toggles[0], "delivered": delivered,
+               "actions": ran, "dropped": dropped, "streamed": streamed[0]}
+        runs_of[label].append(run)
+        log(f"   {label}: {run}")
+    stop(target)
+    stop(sink)
+    return {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"runs": runs}
+            for label, runs in runs_of.items()}
+
+
+def report_acting(rows):
+    print(f"\n### 5. Acting on health ({ACTING_CHECKS} HTTP checks every 1 s, a drain toggled every 5 s)\n")
+    print("| consumers | probes/s | CPU-s per 1000 probes | `/readyz` keep-alive requests/s | µs CPU/request | p99 ms "
+          "| notifications delivered | actions run | events streamed | events dropped |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in rows.items():
+        print(f"| {label} | {r['probes_per_s']:.0f} | {r['cpu_per_1000']:.3f} | {r['rps']:.0f} | "
+              f"{r['cpu_us_per_req']:.1f} | {r['p99']:.3f} | {r['delivered']:.0f} | {r['actions']:.0f} | "
+              f"{r['streamed']:.0f} | {r['dropped']:.0f} |")
+    base, every = rows["no consumers"], rows["every consumer"]
+    print(f"\nMedians of {len(base['runs'])} runs of each, alternated; each run's figures from {ROUNDS} windows "
+          f"(probes) and {ROUNDS} wrk rounds (`/readyz`). Per run, CPU-s per 1000 probes: "
+          + "; ".join(f"{label} " + ", ".join(f"{r['cpu_per_1000']:.3f}" for r in rows[label]['runs'])
+                      for label in rows) + ".")
+    print(f"\nEvery consumer on: CPU per probe **{every['cpu_per_1000'] / base['cpu_per_1000'] * 100 - 100:+.1f} %**, "
+          f"`/readyz` throughput **{every['rps'] / base['rps'] * 100 - 100:+.1f} %** (budget: within 5 %).")
+
+
 def main():
     if not os.path.exists(BIN):
         raise SystemExit(f"build {BIN} first: cargo build --release")
+    if os.environ.get("BENCH_ONLY") == "acting":
+        try:
+            rows = acting()
+        finally:
+            for p in children:
+                stop(p)
+        print(f"Medians of {ROUNDS} rounds of {SECONDS} s. Servers on CPU 0, wrk and targets on CPU 1.")
+        report_acting(rows)
+        return
     try:
         verdict = verdict_endpoint()
         log("2. probe cost")
@@ -444,10 +584,13 @@ def main():
         idle = idle_rss()
         log("4. reaction")
         react = reaction()
+        log("5. acting on health")
+        acted = acting()
     finally:
         for p in children:
             stop(p)
     report(verdict, costs, below, bb, idle, react)
+    report_acting(acted)
 
 
 def report(verdict, costs, below, bb, idle, react):

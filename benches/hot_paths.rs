@@ -1,8 +1,8 @@
 //! The hot paths, each measured alone: answering verdict endpoints from a
 //! snapshot, publishing a snapshot, recording one result into the state
 //! machine and the metrics model, rendering `/metrics`, loading a large
-//! config, and a listener's connection table on accept. Run: `cargo bench
-//! --bench hot_paths`.
+//! config, a listener's connection table on accept, and publishing one
+//! event to its consumers. Run: `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -187,8 +187,39 @@ fn connection_table(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a status change costs the collector: one event numbered, kept in
+/// the ring and offered to every consumer's queue (two notifiers and the
+/// actions; the queues are drained so none is full).
+fn event(c: &mut Criterion) {
+    use healthgate::health::{Bus, EventKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let _guard = runtime.enter();
+    let bus = Bus::default();
+    let mut queues: Vec<_> = ["notifier:hook", "notifier:am", "actions"]
+        .iter()
+        .map(|name| bus.attach(name, 256))
+        .collect();
+    let mut group = c.benchmark_group("event");
+    group.bench_function("publish to 3 consumers and the ring", |b| {
+        b.iter(|| {
+            let kind = EventKind::Reload {
+                successful: true,
+                message: String::from("applied: 1 changed"),
+            };
+            black_box(bus.publish(kind, SystemTime::now()));
+            for queue in &mut queues {
+                while queue.try_recv().is_ok() {}
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    event,
     endpoints,
     publish,
     record,

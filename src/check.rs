@@ -172,13 +172,7 @@ pub fn select(checks: Vec<Check>, names: &[String]) -> Result<Vec<Check>, String
 pub fn own_endpoint(server: &crate::config::Server, path: &str) -> Result<Check, String> {
     use crate::config::{CheckConfig, TypeSection, bounded::Period};
     use crate::probe::http::HttpConfig;
-    let mut addr = server.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
+    let addr = dialable(server.listen);
     let scheme = if server.tls.is_some() {
         "https"
     } else {
@@ -196,6 +190,18 @@ pub fn own_endpoint(server: &crate::config::Server, path: &str) -> Result<Check,
             .collect::<Vec<_>>()
             .join("; ")
     })
+}
+
+/// The address to dial for a listener bound to `addr`: an unspecified one
+/// (`0.0.0.0`, `[::]`) becomes the loopback address of its family.
+pub fn dialable(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 /// How long `healthgate get` waits for the gateway's answer.

@@ -42,13 +42,7 @@ impl Admin {
         let (base, client) = match url {
             Some(url) => (url.trim_end_matches('/').to_owned(), Client::new(ca_file)),
             None => {
-                let mut addr = server.admin_listen;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(match addr {
-                        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                    });
-                }
+                let addr = crate::check::dialable(server.admin_listen);
                 let scheme = if server.admin_tls.is_some() {
                     "https"
                 } else {

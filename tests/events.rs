@@ -876,13 +876,20 @@ async fn notifiers_come_and_go_with_a_reload() {
         let gw = &gw;
         async move {
             let text = metrics(gw).await;
-            series(&text, "healthgate_config_reloads_total", &[("result", "success")]) >= n
+            series(
+                &text,
+                "healthgate_config_reloads_total",
+                &[("result", "success")],
+            ) >= n
         }
     };
     std::fs::write(gw.config_path(), &with).unwrap();
     eventually(WITHIN, "the notifier added", || reloads(1)).await;
     report(&gw, "fail").await;
-    eventually(WITHIN, "delivered", || async { receiver.requests().len() == 1 }).await;
+    eventually(WITHIN, "delivered", || async {
+        receiver.requests().len() == 1
+    })
+    .await;
     std::fs::write(gw.config_path(), &without).unwrap();
     eventually(WITHIN, "the notifier removed", || reloads(2)).await;
     report(&gw, "pass").await;
@@ -901,5 +908,8 @@ async fn notifiers_come_and_go_with_a_reload() {
     assert!(last["id"].as_u64().is_some());
     assert_eq!(receiver.requests().len(), 1);
     let text = metrics(&gw).await;
-    assert!(!text.contains("notifier=\"ops\""), "a removed notifier's series go: {text}");
+    assert!(
+        !text.contains("notifier=\"ops\""),
+        "a removed notifier's series go: {text}"
+    );
 }

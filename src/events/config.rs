@@ -504,6 +504,15 @@ fn notifier(scope: &mut Scope<'_>, s: NotifierSection, checks: &[&str]) -> Optio
             None
         }
     };
+    // Credentials in a URL end up in logs and proxies' records: they go in
+    // `headers`, whose values are kept secret. (The message does not repeat the URL.)
+    let url = url.filter(|u| {
+        let userinfo = u.authority().is_some_and(|a| a.as_str().contains('@'));
+        if userinfo {
+            scope.push("url", "must not hold credentials (user:password@); send them in `headers`, e.g. Authorization");
+        }
+        !userinfo
+    });
     let url = url.and_then(|u| if webhook { Some(u) } else { alerts_url(&u) });
     let mut headers = Vec::new();
     for (name, value) in s.headers {
@@ -744,5 +753,13 @@ mod tests {
         for p in found {
             assert!(!p.to_string().contains("hunter2"), "{p}");
         }
+        // Credentials in a valid URL are refused too: they belong in headers.
+        let text = "[[notifiers]]\nname = \"x\"\ntype = \"webhook\"\n\
+                    url = \"https://user:hunter2@hooks.example.com/\"\n";
+        let found = problems(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "notifiers.x.url");
+        assert!(found[0].message.contains("credentials"), "{}", found[0].message);
+        assert!(!found[0].to_string().contains("hunter2"));
     }
 }
