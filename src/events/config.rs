@@ -90,6 +90,11 @@ pub struct NotifierSection {
     /// the type takes.
     #[serde(default)]
     pub events: Option<Vec<EventType>>,
+    /// Webhook: only a check's changes to these statuses, any of `fail`,
+    /// `warn`, `pass`. `["fail"]` sends critical checks' failures only: no
+    /// non-critical check's warning, no recovery. Default: all three.
+    #[serde(default)]
+    pub transitions: Option<Vec<TransitionTo>>,
     /// Alertmanager: time between two posts of an alert still firing (so
     /// Alertmanager does not resolve it on its own `resolve_timeout`).
     /// More than 0s and at most `"1h"`. Default `"1m"`.
@@ -112,6 +117,31 @@ pub enum NotifierKind {
     Webhook,
     /// Alerts posted to Alertmanager.
     Alertmanager,
+}
+
+/// A status a check's change can go to (`transitions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransitionTo {
+    /// To `fail`.
+    Fail,
+    /// To `warn`.
+    Warn,
+    /// To `pass`.
+    Pass,
+}
+
+impl TransitionTo {
+    /// Whether a change to `status` is this one.
+    pub fn is(self, status: crate::health::Status) -> bool {
+        use crate::health::Status;
+        matches!(
+            (self, status),
+            (TransitionTo::Fail, Status::Fail)
+                | (TransitionTo::Warn, Status::Warn)
+                | (TransitionTo::Pass, Status::Pass)
+        )
+    }
 }
 
 /// The kinds of event a notifier can take.
@@ -354,6 +384,8 @@ pub struct Notifier {
     pub verdicts: Groups,
     /// Kinds of event sent.
     pub events: Vec<EventType>,
+    /// The statuses a check's change must go to to be sent (`None`: any).
+    pub transitions: Option<Vec<TransitionTo>>,
     /// Alertmanager: time between posts of a firing alert.
     pub resend_interval: Duration,
     /// Alertmanager: extra labels.
@@ -590,6 +622,11 @@ fn notifier(scope: &mut Scope<'_>, s: NotifierSection, checks: &[&str]) -> Optio
                 scope.push(key, "applies to alertmanager only");
             }
         }
+    } else if s.transitions.is_some() {
+        scope.push(
+            "transitions",
+            "applies to webhooks only (an alert resolves on the recovery; use send_resolved)",
+        );
     }
     for name in s.labels.keys() {
         let valid = name
@@ -629,6 +666,7 @@ fn notifier(scope: &mut Scope<'_>, s: NotifierSection, checks: &[&str]) -> Optio
             |v| v.into_iter().collect(),
         ),
         events,
+        transitions: s.transitions,
         resend_interval: s
             .resend_interval
             .map_or(Duration::from_secs(60), Positive::get),
@@ -759,7 +797,11 @@ mod tests {
         let found = problems(text);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].key, "notifiers.x.url");
-        assert!(found[0].message.contains("credentials"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("credentials"),
+            "{}",
+            found[0].message
+        );
         assert!(!found[0].to_string().contains("hunter2"));
     }
 }

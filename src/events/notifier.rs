@@ -85,31 +85,8 @@ struct Task {
 }
 
 impl Task {
-    /// Whether the notifier's filters let `event` through.
     fn wants(&mut self, event: &Event) -> bool {
-        let n = &self.notifier;
-        if !n.events.contains(&EventType::of(event)) {
-            return false;
-        }
-        let passes = match &event.kind {
-            EventKind::Check(c) => n.checks.as_ref().is_none_or(|set| set.contains(&c.check)),
-            EventKind::Verdict(v) => n.verdicts.contains(v.verdict),
-            EventKind::Drain(_) | EventKind::Reload { .. } => true,
-        };
-        if !passes {
-            return false;
-        }
-        let Some((subject, _)) = Subject::of(event) else {
-            return true;
-        };
-        match event.failing() {
-            Some(true) => {
-                self.failing.insert(subject);
-                true
-            }
-            Some(false) => self.failing.remove(&subject),
-            None => false,
-        }
+        wants(&self.notifier, &mut self.failing, event)
     }
 
     /// Sends one event as this notifier's type says.
@@ -148,5 +125,164 @@ impl Task {
                 tracing::warn!(notifier = %name, event, %error, "notification not delivered");
             }
         }
+    }
+}
+
+/// Whether `n`'s filters let `event` through; `failing` holds the subjects
+/// whose last change it took was a failure: a recovery is news only for
+/// those (a check passing at start is not).
+fn wants(n: &Notifier, failing: &mut HashSet<Subject>, event: &Event) -> bool {
+    if !n.events.contains(&EventType::of(event)) {
+        return false;
+    }
+    let about = match &event.kind {
+        EventKind::Check(c) => n.checks.as_ref().is_none_or(|set| set.contains(&c.check)),
+        EventKind::Verdict(v) => n.verdicts.contains(v.verdict),
+        EventKind::Drain(_) | EventKind::Reload { .. } => true,
+    };
+    if !about {
+        return false;
+    }
+    let Some((subject, _)) = Subject::of(event) else {
+        return true;
+    };
+    // Kept whatever `transitions` lets through: a recovery is news
+    // only after a failure, sent or not.
+    let news = match event.failing() {
+        Some(true) => {
+            failing.insert(subject);
+            true
+        }
+        Some(false) => failing.remove(&subject),
+        None => false,
+    };
+    news && match &event.kind {
+        EventKind::Check(c) => n
+            .transitions
+            .as_ref()
+            .is_none_or(|to| to.iter().any(|t| t.is(c.to))),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::health::{CheckChange, Group, Status, VerdictChange};
+
+    fn notifier(keys: &str) -> Notifier {
+        let text = format!(
+            "[server]\nallow_no_checks = true\n\
+             [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
+             [[checks]]\nname = \"api\"\ntype = \"tcp\"\naddress = \"127.0.0.1:2\"\n\
+             [[notifiers]]\nname = \"n\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n{keys}"
+        );
+        let config = crate::config::load_str(std::path::Path::new("t.toml"), &text).unwrap();
+        config.acting.notifiers.into_iter().next().unwrap()
+    }
+
+    fn check(name: &str, from: Status, to: Status) -> Event {
+        Event {
+            id: 1,
+            at: SystemTime::now(),
+            kind: EventKind::Check(CheckChange {
+                check: name.into(),
+                kind: "tcp",
+                from,
+                to,
+                category: None,
+                message: "".into(),
+                critical: true,
+                groups: Default::default(),
+            }),
+        }
+    }
+
+    fn verdict(ok: bool) -> Event {
+        Event {
+            id: 1,
+            at: SystemTime::now(),
+            kind: EventKind::Verdict(VerdictChange {
+                verdict: Group::Liveness,
+                ok,
+                reason: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_recovery_is_news_only_after_a_failure() {
+        let n = notifier("");
+        let mut failing = HashSet::new();
+        assert!(!wants(
+            &n,
+            &mut failing,
+            &check("db", Status::Starting, Status::Pass)
+        ));
+        assert!(
+            !wants(&n, &mut failing, &verdict(true)),
+            "the first 200 is no recovery"
+        );
+        assert!(wants(
+            &n,
+            &mut failing,
+            &check("db", Status::Pass, Status::Fail)
+        ));
+        assert!(wants(
+            &n,
+            &mut failing,
+            &check("db", Status::Fail, Status::Pass)
+        ));
+        assert!(!wants(
+            &n,
+            &mut failing,
+            &check("db", Status::Pass, Status::Starting)
+        ));
+    }
+
+    #[test]
+    fn filters_by_check_verdict_type_and_transition() {
+        let n = notifier(
+            "checks = [\"db\"]\nverdicts = [\"readiness\"]\ntransitions = [\"fail\"]\nevents = [\"check\", \"verdict\"]\n",
+        );
+        let mut failing = HashSet::new();
+        assert!(
+            !wants(&n, &mut failing, &check("api", Status::Pass, Status::Fail)),
+            "not in checks"
+        );
+        assert!(
+            !wants(&n, &mut failing, &verdict(false)),
+            "liveness is not in verdicts"
+        );
+        assert!(
+            !wants(&n, &mut failing, &check("db", Status::Pass, Status::Warn)),
+            "warn is not in transitions"
+        );
+        assert!(wants(
+            &n,
+            &mut failing,
+            &check("db", Status::Warn, Status::Fail)
+        ));
+        assert!(
+            !wants(&n, &mut failing, &check("db", Status::Fail, Status::Pass)),
+            "pass is not in transitions"
+        );
+        // The recovery was not sent, but it was seen: a new failure is news again.
+        assert!(wants(
+            &n,
+            &mut failing,
+            &check("db", Status::Pass, Status::Fail)
+        ));
+        let reload = Event {
+            id: 1,
+            at: SystemTime::now(),
+            kind: EventKind::Reload {
+                successful: false,
+                message: String::new(),
+            },
+        };
+        assert!(!wants(&n, &mut failing, &reload), "reload is not in events");
     }
 }
