@@ -453,15 +453,22 @@ async fn a_webhook_is_retried_until_delivered_and_signed() {
 async fn a_hanging_receiver_is_bounded_and_counted() {
     let hanging = Receiver::start(&[Answer::Hang; 64]).await;
     let healthy = Receiver::start(&[]).await;
+    let target = TestServer::start().await;
     let config = toml(&format!(
-        "{WORKER}\
+        "{WORKER}[[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{}\"\ngroups = []\n\
          [[notifiers]]\nname = \"stuck\"\ntype = \"webhook\"\nurl = \"http://{}/\"\n\
          timeout = \"300ms\"\nattempts = 2\nbackoff = \"50ms\"\nqueue = 2\nmin_interval = \"0s\"\n\
          [[notifiers]]\nname = \"fine\"\ntype = \"webhook\"\nurl = \"http://{}/\"\nmin_interval = \"0s\"\n",
-        hanging.addr, healthy.addr
+        target.url("/ok"),
+        hanging.addr,
+        healthy.addr
     ));
     let gw = start_gateway(&config).await;
     let started = tokio::time::Instant::now();
+    let runs_before = target
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
     for round in 0..10 {
         report(&gw, if round % 2 == 0 { "fail" } else { "pass" }).await;
         let asked = tokio::time::Instant::now();
@@ -477,10 +484,16 @@ async fn a_hanging_receiver_is_bounded_and_counted() {
         })
         .await;
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "reports were held up"
-    );
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "reports were held up");
+    // The probes kept their 100 ms schedule meanwhile (half of it, for a busy machine).
+    let runs = target
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - runs_before;
+    let due = elapsed.as_millis() / 100;
+    assert!(runs as u128 >= due / 2, "{runs} runs in {elapsed:?}");
     eventually(WITHIN, "the healthy receiver got every change", || async {
         healthy
             .requests()
