@@ -17,13 +17,22 @@ pub use config::{ExchangeStep, Step, TcpConfig, TcpSpec};
 pub struct TcpProbe {
     spec: TcpSpec,
     target: Arc<Target>,
+    /// What the steps send (a password in an `AUTH` line), blanked out of
+    /// the answers messages quote: a peer may echo it back.
+    secrets: Box<[Box<str>]>,
 }
 
 impl TcpProbe {
     /// A probe for `spec`.
     pub fn new(spec: TcpSpec) -> Self {
         let target = Target::endpoint(&spec.host, spec.port);
-        Self { spec, target }
+        let sent = spec.exchange.iter().filter_map(|step| step.send.as_ref());
+        let secrets = super::secrets(sent.map(|b| String::from_utf8_lossy(b).trim().to_owned()));
+        Self {
+            spec,
+            target,
+            secrets,
+        }
     }
 }
 
@@ -119,18 +128,18 @@ impl TcpProbe {
             let room = (max - answer.len()).min(chunk.len());
             match timeout_at(deadline, stream.read(&mut chunk[..room])).await {
                 Err(_) => {
-                    return Err(Outcome::fail(
+                    return Err(self.scrubbed(Outcome::fail(
                         Category::Timeout,
                         format!(
                             "step {step}: no answer matching /{expect}/ within the timeout (got {:?})",
                             preview(answer)
                         ),
-                    ));
+                    )));
                 }
-                Ok(Ok(0)) => return Err(closed(step, expect, answer)),
+                Ok(Ok(0)) => return Err(self.scrubbed(closed(step, expect, answer))),
                 // A peer that hangs up with our request unread resets instead of closing.
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return Err(closed(step, expect, answer));
+                    return Err(self.scrubbed(closed(step, expect, answer)));
                 }
                 Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
                 Ok(Err(e)) => {
@@ -141,6 +150,14 @@ impl TcpProbe {
                 }
             }
         }
+    }
+}
+
+impl TcpProbe {
+    /// `outcome` with what the steps send blanked out of its message.
+    fn scrubbed(&self, mut outcome: Outcome) -> Outcome {
+        outcome.message = super::scrub(outcome.message, &self.secrets);
+        outcome
     }
 }
 
@@ -157,4 +174,37 @@ fn closed(step: usize, expect: &Regex, answer: &[u8]) -> Outcome {
 /// The start of an answer, for messages.
 pub(super) fn preview(answer: &[u8]) -> String {
     String::from_utf8_lossy(&answer[..answer.len().min(40)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that echoes what it was sent (the password of an AUTH line)
+    /// and hangs up: the message quotes its answer with the password blanked.
+    #[tokio::test]
+    async fn an_echoed_send_is_blanked_from_the_message() {
+        let config: TcpConfig = serde_json::from_value(serde_json::json!({
+            "address": "127.0.0.1:6379",
+            "exchange": [{"send": "AUTH s3cret-pass\r\n", "expect": "^\\+OK"}]
+        }))
+        .unwrap();
+        let mut problems = crate::config::Problems::default();
+        let spec = config.resolve(&mut problems.scope(Some("t"))).unwrap();
+        let probe = TcpProbe::new(spec);
+        let expect = probe.exchange_expect(0).unwrap();
+        let mut peer: &[u8] = b"-ERR bad AUTH s3cret-pass\r\n";
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let outcome = probe
+            .read_until(&mut peer, &mut Vec::new(), &expect, deadline, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(outcome.failure, Some(Category::ResponseMismatch));
+        assert!(
+            !outcome.message.contains("s3cret-pass"),
+            "{}",
+            outcome.message
+        );
+        assert!(outcome.message.contains("REDACTED"), "{}", outcome.message);
+    }
 }
