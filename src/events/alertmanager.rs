@@ -66,21 +66,6 @@ impl Alerts {
         let until = ends(n, now);
         Some(body(self.firing.values().map(|a| (a, until))))
     }
-
-    /// Forgets subjects no longer configured.
-    pub fn retain(&mut self, keep: impl Fn(&Subject) -> bool) {
-        self.firing.retain(|s, _| keep(s));
-    }
-
-    /// How many alerts are firing.
-    pub fn len(&self) -> usize {
-        self.firing.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.firing.is_empty()
-    }
 }
 
 /// A firing alert's `endsAt`: four resend intervals from `at`.

@@ -128,12 +128,6 @@ impl Coalescer {
         send.sort_by_key(|e| e.id);
         (send, unchanged)
     }
-
-    /// Forgets subjects no longer configured (a check removed by a reload).
-    pub fn retain(&mut self, keep: impl Fn(&Subject) -> bool) {
-        self.sent.retain(|s, _| keep(s));
-        self.waiting.retain(|s, _| keep(s));
-    }
 }
 
 #[cfg(test)]

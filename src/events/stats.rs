@@ -110,15 +110,6 @@ impl Stats {
             .collect()
     }
 
-    /// The count of `action` for `target` with `result`.
-    pub fn action_count(&self, target: &For, action: &'static str, result: Ran) -> u64 {
-        let counts = self.actions.lock().unwrap_or_else(PoisonError::into_inner);
-        counts
-            .get(&(target.clone(), action, result))
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// Forgets notifiers no longer configured.
     pub fn retain_notifiers(&self, keep: impl Fn(&str) -> bool) {
         let mut counts = self

@@ -221,7 +221,7 @@ struct Shared {
     ring: Mutex<VecDeque<Arc<Event>>>,
     /// The id of the latest event (0: none yet); streams wait on it.
     latest: watch::Sender<u64>,
-    /// Events dropped per consumer, and the consumers' queue depths.
+    /// Events dropped per consumer.
     dropped: Mutex<BTreeMap<Arc<str>, u64>>,
 }
 
@@ -236,7 +236,8 @@ pub type Queue = mpsc::Receiver<Arc<Event>>;
 
 impl Bus {
     /// Numbers `kind` with the next id and offers it to every consumer and
-    /// the ring. Never waits.
+    /// the ring. Never waits. One producer only (the collector): the id is
+    /// read and advanced without a lock.
     pub fn publish(&self, kind: EventKind, at: SystemTime) -> Arc<Event> {
         let id = *self.0.latest.borrow() + 1;
         let event = Arc::new(Event { id, at, kind });

@@ -10,6 +10,7 @@
 //!
 //! 504 if a check has no result within its timeout plus [`SLACK`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::Context;
 use super::admin::{check_json, json_response, text};
@@ -39,7 +41,13 @@ pub async fn one(ctx: &Context, method: &Method, name: &str) -> Response<Full<By
         Err(NotRun::Unknown) => return text(StatusCode::NOT_FOUND, "no such check\n"),
         Err(e @ NotRun::Push) => return text(StatusCode::CONFLICT, &format!("{e}\n")),
     };
-    match recorded(&ctx.published, name, asked, timeout + SLACK).await {
+    let deadline = Instant::now() + timeout + SLACK;
+    let names = [Arc::from(name)];
+    match recorded(&ctx.published, &names, asked, deadline)
+        .await
+        .pop()
+        .flatten()
+    {
         Some(view) => json_response(&check_json(&view, false)),
         None => text(StatusCode::GATEWAY_TIMEOUT, "no result in time\n"),
     }
@@ -55,10 +63,10 @@ pub async fn several(ctx: &Context, method: &Method, query: Option<&str>) -> Res
         Err((status, message)) => return text(status, &format!("{message}\n")),
     };
     let asked = now_micros();
-    let mut waits = Vec::with_capacity(names.len());
+    let mut longest = Duration::ZERO;
     for name in &names {
         match ctx.triggers.run(name) {
-            Ok(timeout) => waits.push((name.clone(), timeout)),
+            Ok(timeout) => longest = longest.max(timeout),
             Err(NotRun::Unknown) => {
                 return text(StatusCode::NOT_FOUND, &format!("no such check: {name}\n"));
             }
@@ -67,19 +75,19 @@ pub async fn several(ctx: &Context, method: &Method, query: Option<&str>) -> Res
             }
         }
     }
-    // Every run was asked for above and goes on in its check's task:
-    // waiting for them in turn takes as long as the slowest.
-    let mut all_in = true;
-    let mut checks = Vec::with_capacity(names.len());
-    for (name, timeout) in &waits {
-        match recorded(&ctx.published, name, asked, *timeout + SLACK).await {
-            Some(view) => checks.push(check_json(&view, false)),
-            None => {
-                all_in = false;
-                checks.push(json!({ "name": &**name, "error": "no result in time" }));
-            }
-        }
-    }
+    // Every run was asked for above and goes on in its check's task: one
+    // wait, as long as the longest timeout, covers them all.
+    let deadline = Instant::now() + longest + SLACK;
+    let found = recorded(&ctx.published, &names, asked, deadline).await;
+    let all_in = found.iter().all(Option::is_some);
+    let checks: Vec<_> = names
+        .iter()
+        .zip(found)
+        .map(|(name, view)| match view {
+            Some(view) => check_json(&view, false),
+            None => json!({ "name": &**name, "error": "no result in time" }),
+        })
+        .collect();
     let mut response = json_response(&json!({ "checks": checks }));
     if !all_in {
         *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
@@ -143,31 +151,41 @@ fn selection(
     }
 }
 
-/// Waits until the published view of `name` has a run that ended at or
-/// after `asked` (µs since the epoch): the run asked for, or the one in
-/// flight it joined. `None` past `within`, or if the check is gone.
+/// Waits until the published view of each of `names` has a run that ended
+/// at or after `asked` (µs since the epoch): the run asked for, or the one
+/// in flight it joined. Each check's view, in order; `None` for one without
+/// such a run by `deadline`, or gone. Each published snapshot is read once
+/// for all of them.
 async fn recorded(
     published: &Published,
-    name: &str,
+    names: &[Arc<str>],
     asked: SystemTime,
-    within: Duration,
-) -> Option<Arc<CheckView>> {
+    deadline: Instant,
+) -> Vec<Option<Arc<CheckView>>> {
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (&**n, i)).collect();
+    let mut found: Vec<Option<Arc<CheckView>>> = vec![None; names.len()];
     let mut changes = published.subscribe();
     let wait = async {
         loop {
-            let view = published
-                .load()
-                .checks
-                .iter()
-                .find(|c| &*c.name == name)
-                .cloned()?;
-            if view.last().is_some_and(|run| run.at() >= asked) {
-                return Some(view);
+            let snapshot = published.load();
+            // Checks still configured and still without their run.
+            let mut pending = 0;
+            for check in &snapshot.checks {
+                let Some(&i) = index.get(&*check.name) else {
+                    continue;
+                };
+                if found[i].is_none() && check.last().is_some_and(|run| run.at() >= asked) {
+                    found[i] = Some(check.clone());
+                }
+                pending += usize::from(found[i].is_none());
             }
-            changes.changed().await.ok()?;
+            if pending == 0 || changes.changed().await.is_err() {
+                return;
+            }
         }
     };
-    tokio::time::timeout(within, wait).await.ok().flatten()
+    let _ = tokio::time::timeout_at(deadline, wait).await;
+    found
 }
 
 /// Now, truncated to the microsecond as runs are recorded.
@@ -231,5 +249,49 @@ mod tests {
         }
         let many = vec!["check=x"; MAX_NAMES + 1].join("&");
         assert!(names(&many).unwrap_err().1.contains("at most"));
+    }
+
+    /// One wait for all: the checks with a run since `asked` come back at
+    /// once, the one without one at the single deadline (not a deadline
+    /// per check), and a name no longer configured is not waited for.
+    #[tokio::test(start_paused = true)]
+    async fn several_checks_share_one_deadline() {
+        let s = snapshot(&[
+            Fixture {
+                name: "api",
+                groups: &[Group::Readiness],
+                critical: true,
+                ran: passed(),
+            },
+            Fixture {
+                name: "idle",
+                groups: &[Group::Readiness],
+                critical: true,
+                ran: None,
+            },
+        ]);
+        let published = Published::new(s);
+        let names: Vec<Arc<str>> = ["api", "idle", "gone"].map(Arc::from).to_vec();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(3);
+        let found = recorded(&published, &names, SystemTime::UNIX_EPOCH, deadline).await;
+        assert_eq!(
+            Instant::now(),
+            deadline,
+            "waited for `idle` until the deadline"
+        );
+        let ran: Vec<bool> = found.iter().map(Option::is_some).collect();
+        assert_eq!(ran, [true, false, false]);
+        // With only `api` and a removed check pending, no wait at all.
+        let names: Vec<Arc<str>> = ["api", "gone"].map(Arc::from).to_vec();
+        let found = recorded(
+            &published,
+            &names,
+            SystemTime::UNIX_EPOCH,
+            deadline + Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(Instant::now(), deadline);
+        assert!(found[0].is_some() && found[1].is_none());
     }
 }
