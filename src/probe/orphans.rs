@@ -96,9 +96,12 @@ pub(crate) fn finished(pid: Option<u32>) -> usize {
         let Some(pid) = Pid::from_raw(orphan) else {
             continue;
         };
+        // Looked at before the kill: the group's SIGKILL can turn it into a
+        // zombie at once, and a process that was alive counts as killed.
+        let alive = !zombie(orphan);
         // Its group too: a daemon's own children share its new group.
         let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-        if !zombie(orphan) && rustix::process::kill_process(pid, Signal::KILL).is_ok() {
+        if rustix::process::kill_process(pid, Signal::KILL).is_ok() && alive {
             killed += 1;
         }
         // A zombie is reaped now; one still dying, at the next sweep.
