@@ -207,6 +207,7 @@ fn event(c: &mut Criterion) {
             let kind = EventKind::Reload {
                 successful: true,
                 message: String::from("applied: 1 changed"),
+                removed: std::sync::Arc::new([]),
             };
             black_box(bus.publish(kind, SystemTime::now()));
             for queue in &mut queues {

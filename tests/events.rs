@@ -753,6 +753,37 @@ async fn a_failing_check_alerts_through_alertmanager_and_resolves() {
         worker(&am.alerts().await).is_none()
     })
     .await;
+
+    // A check removed while failing: its alert resolves with the reload,
+    // and the resends that follow (here, another check's) leave it out.
+    report(&gw, "fail").await;
+    eventually(WITHIN, "the alert fires again", || async {
+        worker(&am.alerts().await).is_some()
+    })
+    .await;
+    let without_worker = config.replace(
+        WORKER,
+        "[[checks]]\nname = \"broken\"\ntype = \"exec\"\ncommand = [\"false\"]\n",
+    );
+    std::fs::write(gw.config_path(), without_worker).unwrap();
+    let broken = |alerts: &[serde_json::Value]| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["check"] == "broken")
+            .map(|a| a["endsAt"].as_str().unwrap_or_default().to_owned())
+    };
+    eventually(WITHIN, "the removed check's alert resolves", || async {
+        let alerts = am.alerts().await;
+        worker(&alerts).is_none() && broken(&alerts).is_some()
+    })
+    .await;
+    let first_end = broken(&am.alerts().await).unwrap();
+    eventually(WITHIN, "a resend without it", || async {
+        let alerts = am.alerts().await;
+        assert!(worker(&alerts).is_none(), "re-posted: {alerts:?}");
+        broken(&alerts).is_some_and(|end| end > first_end)
+    })
+    .await;
     let text = metrics(&gw).await;
     assert_eq!(
         series(

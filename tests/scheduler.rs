@@ -547,9 +547,18 @@ mod apply {
         })
         .await;
         assert!(!published.load().readiness.ok);
+        let mut events = engine.events().attach("test", 64);
         let diff = engine.apply(config(API).checks, no_record).await;
         assert_eq!(diff.removed, vec!["extra".to_owned()]);
         until(&published, Duration::from_secs(1), |s| s.checks.len() == 1).await;
+        // The reload's event names it: a notifier resolves what it said of it.
+        let reload = loop {
+            let event = events.recv().await.unwrap();
+            if let healthgate::health::EventKind::Reload { removed, .. } = &event.kind {
+                break removed.clone();
+            }
+        };
+        assert_eq!(reload.iter().map(|c| &**c).collect::<Vec<_>>(), ["extra"]);
         assert!(
             published.load().readiness.ok,
             "the removed check no longer counts"

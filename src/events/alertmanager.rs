@@ -58,6 +58,22 @@ impl Alerts {
         }
     }
 
+    /// Resolves the alerts of `subjects` (checks removed) as of `at`:
+    /// returns the body to post, if any was firing and resolutions are
+    /// wanted. Without it, such an alert would be posted again forever.
+    pub fn forget<'a>(
+        &mut self,
+        subjects: impl IntoIterator<Item = &'a Subject>,
+        n: &Notifier,
+        at: SystemTime,
+    ) -> Option<Bytes> {
+        let gone: Vec<Alert> = subjects
+            .into_iter()
+            .filter_map(|s| self.firing.remove(s))
+            .collect();
+        (!gone.is_empty() && n.send_resolved).then(|| body(gone.iter().map(|a| (a, at))))
+    }
+
     /// Every firing alert, to post again (`None` when none is).
     pub fn resend(&self, n: &Notifier, now: SystemTime) -> Option<Bytes> {
         if self.firing.is_empty() {

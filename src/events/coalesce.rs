@@ -88,6 +88,13 @@ impl Coalescer {
         }
     }
 
+    /// Forgets `subject` (a check removed): nothing held for it is sent,
+    /// and a check of that name added later starts unpaced.
+    pub fn forget(&mut self, subject: &Subject) {
+        self.sent.remove(subject);
+        self.waiting.remove(subject);
+    }
+
     /// When the earliest held event is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.waiting

@@ -50,6 +50,11 @@ pub async fn run(notifier: Notifier, mut queue: Queue, who: Arc<Identity>, stats
         tokio::select! {
             event = queue.recv() => {
                 let Some(event) = event else { return };
+                if let EventKind::Reload { successful: true, removed, .. } = &event.kind
+                    && !removed.is_empty()
+                {
+                    task.forget(removed, &mut pacing, &event).await;
+                }
                 if !task.wants(&event) {
                     continue;
                 }
@@ -87,6 +92,19 @@ struct Task {
 impl Task {
     fn wants(&mut self, event: &Event) -> bool {
         wants(&self.notifier, &mut self.failing, event)
+    }
+
+    /// Drops what it holds about the checks a reload removed: their pacing,
+    /// their failures, and (resolved) their firing alerts.
+    async fn forget(&mut self, removed: &[Arc<str>], pacing: &mut Coalescer, reload: &Event) {
+        let subjects: Vec<Subject> = removed.iter().cloned().map(Subject::Check).collect();
+        for subject in &subjects {
+            self.failing.remove(subject);
+            pacing.forget(subject);
+        }
+        if let Some(body) = self.alerts.forget(&subjects, &self.notifier, reload.at) {
+            self.post(body, Some(reload.id)).await;
+        }
     }
 
     /// Sends one event as this notifier's type says.
@@ -281,6 +299,7 @@ mod tests {
             kind: EventKind::Reload {
                 successful: false,
                 message: String::new(),
+                removed: Arc::new([]),
             },
         };
         assert!(!wants(&n, &mut failing, &reload), "reload is not in events");

@@ -59,6 +59,7 @@ mod tests {
             kind: crate::health::EventKind::Reload {
                 successful: false,
                 message: "rejected".into(),
+                removed: std::sync::Arc::new([]),
             },
         };
         let identity = Identity {

@@ -52,6 +52,9 @@ pub enum EventKind {
         successful: bool,
         /// What changed, or why it was refused.
         message: String,
+        /// The checks an applied reload removed: whatever was said about
+        /// them (a firing alert, a failure not yet recovered) is over.
+        removed: Arc<[Arc<str>]>,
     },
 }
 
@@ -125,11 +128,13 @@ impl From<&Drain> for DrainStart {
     }
 }
 
-impl From<&ReloadRecord> for EventKind {
-    fn from(r: &ReloadRecord) -> Self {
+impl EventKind {
+    /// The event of reload `r`, which removed the checks `removed`.
+    pub fn reload(r: &ReloadRecord, removed: Vec<Arc<str>>) -> Self {
         EventKind::Reload {
             successful: r.successful,
             message: r.message.clone(),
+            removed: removed.into(),
         }
     }
 }
@@ -202,9 +207,12 @@ impl Serialize for Event {
             EventKind::Reload {
                 successful,
                 message,
+                removed,
             } => {
                 m.serialize_entry("successful", successful)?;
                 m.serialize_entry("message", message)?;
+                let removed: Vec<&str> = removed.iter().map(|c| &**c).collect();
+                m.serialize_entry("removed", &removed)?;
             }
         }
         m.end()
@@ -369,6 +377,7 @@ mod tests {
         EventKind::Reload {
             successful: n % 2 == 0,
             message: format!("reload {n}"),
+            removed: Arc::new([]),
         }
     }
 

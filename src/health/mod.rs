@@ -74,8 +74,8 @@ impl Health {
 
     /// Applies a new configuration: unchanged checks keep their state,
     /// changed ones start over showing their previous verdict, added ones are
-    /// provisional, and checks not in `slots` are gone.
-    pub fn reconfigure(&mut self, slots: &[Slot], now: Instant) {
+    /// provisional, and checks not in `slots` are gone: returns their names.
+    pub fn reconfigure(&mut self, slots: &[Slot], now: Instant) -> Vec<Arc<str>> {
         let at = SystemTime::now();
         let mut old: HashMap<Arc<str>, Entry> = self
             .entries
@@ -101,6 +101,7 @@ impl Health {
             })
             .collect();
         self.reindex();
+        old.into_keys().collect()
     }
 
     /// Records the outcome of a run of `name`'s `generation`. Returns the

@@ -514,14 +514,14 @@ async fn collect(
                     }
                 }
                 Message::Reconfigure(slots, record) => {
-                    health.reconfigure(&slots, Instant::now());
+                    let removed = health.reconfigure(&slots, Instant::now());
                     observer.on_reload(&record);
-                    events.publish(EventKind::from(&record), record.at);
+                    events.publish(EventKind::reload(&record, removed), record.at);
                     health.record_reload(record);
                 }
                 Message::Reloaded(record) => {
                     observer.on_reload(&record);
-                    events.publish(EventKind::from(&record), record.at);
+                    events.publish(EventKind::reload(&record, Vec::new()), record.at);
                     health.record_reload(record);
                 }
                 Message::Drain(drain) => {

@@ -220,6 +220,7 @@ mod tests {
             let kind = EventKind::Reload {
                 successful: true,
                 message: format!("applied {i}"),
+                removed: std::sync::Arc::new([]),
             };
             bus.publish(kind, SystemTime::now());
         }
