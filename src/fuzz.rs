@@ -193,6 +193,7 @@ fn context() -> Context {
                 // ends after what it has, as one exchange must.
                 closing: Arc::new(tokio::sync::watch::Sender::new(true)),
                 inboxes: crate::scheduler::Inboxes::default(),
+                disabled: Arc::default(),
                 triggers: crate::scheduler::Triggers::default(),
                 shed: Arc::default(),
                 events: crate::server::stream::Events::default(),

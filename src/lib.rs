@@ -32,6 +32,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
+
 use config::{Config, ConfigError};
 use health::ReloadRecord;
 use reload::Reloader;
@@ -102,6 +104,7 @@ pub async fn run(
         triggers: engine.triggers(),
         shed,
         events: server::stream::Events::new(engine.events()),
+        disabled: Arc::new(ArcSwap::from_pointee(disabled(&config))),
     };
     let mut listeners = server::Listeners::start(&config.server, ctx.clone()).await?;
     tracing::info!(checks = count, "started");
@@ -116,6 +119,7 @@ pub async fn run(
                         let failure = apply(&mut engine, &mut listeners, &mut current, new).await;
                         if failure.is_none() {
                             consumers.apply(acting);
+                            ctx.disabled.store(Arc::new(disabled(&current)));
                         }
                         failure
                     }
@@ -254,6 +258,11 @@ async fn apply(
     );
     *current = new;
     None
+}
+
+/// The checks `config` keeps idle, as the API lists them.
+fn disabled(config: &Config) -> Vec<server::listing::Disabled> {
+    config.disabled.iter().map(Into::into).collect()
 }
 
 /// Logs a rejected config (each problem with its check and key) and records it.

@@ -149,6 +149,8 @@ async fn runs_and_results_match_what_the_probes_did() {
         ),
         Some(1.0)
     );
+    // api passes (critical, weight 2), legacy warns (1, value 0.5): 2.5 / 3.
+    assert_eq!(value(&samples, "healthgate_health_score", &[]), Some(0.833));
     for verdict in ["healthgate_ready", "healthgate_live", "healthgate_started"] {
         assert_eq!(value(&samples, verdict, &[]), Some(1.0), "{verdict}");
     }

@@ -657,3 +657,57 @@ fn the_typed_checks_write_the_file_a_person_would() {
     assert_eq!(text.matches("[[checks]]").count(), 2, "{text}");
     assert!(text.contains("name = \"b\"\n"), "{text}");
 }
+
+/// A check's description, tags and weight change without restarting it
+/// (its state and its runs are kept); `enabled = false` stops it and lists
+/// it as disabled, and `enabled = true` starts it again.
+#[tokio::test]
+async fn describing_a_check_keeps_it_and_disabling_it_stops_it() {
+    let base = toml("", &["a", "b"]);
+    let gw = start_gateway(&base).await;
+    until_checks(&gw, &["a", "b"]).await;
+    let described = base.replacen(
+        "name = \"a\"\n",
+        "name = \"a\"\ndescription = \"the orders API\"\ntags = [\"team=orders\", \"api\"]\nweight = 3\n",
+        1,
+    );
+    assert_ne!(described, base);
+    write_in_place(&gw.config_path(), &described);
+    eventually(WITHIN, "the description applied", || async {
+        applied(&gw).await == 1
+    })
+    .await;
+    assert_eq!(
+        gw.health().await["config"]["lastReload"]["output"],
+        "applied: 0 added, 0 removed, 0 changed, 2 unchanged"
+    );
+    let (status, _, body) = get(gw.admin, "/api/checks?tag=team%3Dorders").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let listed = doc["checks"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{doc}");
+    assert_eq!(listed[0]["name"], "a");
+    assert_eq!(listed[0]["description"], "the orders API");
+    assert_eq!(listed[0]["weight"], 3.0);
+    assert_eq!(doc["score"]["band"], "healthy", "{doc}");
+
+    let disabled = described.replacen("name = \"b\"\n", "name = \"b\"\nenabled = false\n", 1);
+    assert_ne!(disabled, described);
+    write_in_place(&gw.config_path(), &disabled);
+    until_checks(&gw, &["a"]).await;
+    let (_, _, body) = get(gw.admin, "/api/checks/b").await;
+    let b: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (b["status"].as_str(), b["enabled"].as_bool()),
+        (Some("disabled"), Some(false))
+    );
+    let (status, _) = admin(gw.admin, "POST", "/api/checks/b/run", None, "").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a disabled check does not run"
+    );
+
+    write_in_place(&gw.config_path(), &described);
+    until_checks(&gw, &["a", "b"]).await;
+}

@@ -92,6 +92,11 @@ STATUS_MAPPINGS = [
 ]
 
 
+# The health score's bands (src/health/score.rs).
+SCORE_BANDS = [{"color": "red", "value": None}, {"color": "orange", "value": 0.4},
+               {"color": "yellow", "value": 0.7}, {"color": "green", "value": 0.9}]
+
+
 def dashboard(uid, title, description, panels):
     for i, p in enumerate(panels, start=1):
         p["id"] = i
@@ -144,6 +149,12 @@ FLEET = dashboard("healthgate-fleet", "healthgate / Fleet overview",
           [target(f'bottomk(10, min by (check) (healthgate_tls_cert_not_after_seconds{{{SEL}}}) - time())', "{{check}}", instant=True)],
           12, 20, 12, 8, unit="s",
           thresholds=[{"color": "red", "value": None}, {"color": "yellow", "value": 259200}, {"color": "green", "value": 1209600}]),
+    panel("timeseries", "Health score", "Each instance's health score, 0 to 1 (weighted by check weight and criticality; capped at 0.69 while a critical check fails): healthy >= 0.9, degraded >= 0.7, unhealthy >= 0.4, critical below.",
+          [target(f'healthgate_health_score{{{SEL}}}', "{{instance}}")], 0, 28, 12, 8, unit="percentunit",
+          thresholds=SCORE_BANDS, options={"legend": {"displayMode": "list"}}),
+    panel("bargauge", "Lowest health scores", "The ten instances with the lowest health score now.",
+          [target(f'bottomk(10, healthgate_health_score{{{SEL}}})', "{{instance}}", instant=True)],
+          12, 28, 12, 8, unit="percentunit", thresholds=SCORE_BANDS),
 ])
 
 CHECK_DETAIL = dashboard("healthgate-check", "healthgate / Check detail",

@@ -130,6 +130,132 @@ pub struct CheckCommon {
     /// Default `false`.
     #[serde(default)]
     pub dependency: bool,
+    /// `false` keeps the check configured (and validated) but idle: it never
+    /// runs, takes part in no verdict and no score, and the API lists it as
+    /// disabled. Default `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    /// What the check is about, for people: shown in the API, the status
+    /// page and notifications. At most 512 characters, one line. Changing it
+    /// does not restart the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Description>,
+    /// Labels to find the check by (`?tag=` in the API): at most 16, each
+    /// 1 to 63 of `A-Z a-z 0-9 _ - . : / =` (`team=payments` works).
+    /// Changing them does not restart the check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    /// How much the check counts in the health score, 0 to 100 (0 leaves
+    /// it out). Default `1`. Changing it does not restart the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
+}
+
+/// Most tags on one check.
+const MAX_TAGS: usize = 16;
+/// Longest tag.
+const MAX_TAG_LEN: usize = 63;
+/// Longest description, in characters.
+const MAX_DESCRIPTION: usize = 512;
+/// Heaviest weight.
+const MAX_WEIGHT: f64 = 100.0;
+/// Keys that describe a check to people (and to the score) without
+/// changing what it does: changing them keeps its state.
+const META_KEYS: [&str; 3] = ["description", "tags", "weight"];
+
+/// A check's tag: 1 to 63 of `A-Z a-z 0-9 _ - . : / =`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Tag(String);
+
+impl Tag {
+    /// The tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let tag = String::deserialize(d)?;
+        let valid = !tag.is_empty()
+            && tag.len() <= MAX_TAG_LEN
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:/=".contains(&b));
+        if valid {
+            Ok(Self(tag))
+        } else {
+            Err(de::Error::custom(format!(
+                "a tag must be 1 to {MAX_TAG_LEN} of A-Z, a-z, 0-9, `_`, `-`, `.`, `:`, `/` and `=`"
+            )))
+        }
+    }
+}
+
+/// A check's description: one line of at most 512 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Description(Box<str>);
+
+impl<'de> Deserialize<'de> for Description {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.chars().count() > MAX_DESCRIPTION {
+            return Err(de::Error::custom(format!(
+                "at most {MAX_DESCRIPTION} characters"
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(de::Error::custom("one line, without control characters"));
+        }
+        Ok(Self(text.into_boxed_str()))
+    }
+}
+
+/// A check's weight in the health score: 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Weight(f64);
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let weight = f64::deserialize(d)?;
+        if (0.0..=MAX_WEIGHT).contains(&weight) {
+            Ok(Self(weight))
+        } else {
+            Err(de::Error::custom(format!("must be 0 to {MAX_WEIGHT}")))
+        }
+    }
+}
+
+/// What a check says about itself to people and to the score; shared by
+/// the check and every snapshot of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    /// `description`.
+    pub description: Option<Box<str>>,
+    /// `tags`, as written.
+    pub tags: Box<[Arc<str>]>,
+    /// `weight` (default 1).
+    pub weight: f64,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Self {
+            description: None,
+            tags: Box::new([]),
+            weight: 1.0,
+        }
+    }
+}
+
+impl Meta {
+    /// Whether `tag` is one of its tags.
+    pub fn tagged(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| &**t == tag)
+    }
 }
 
 fn default_groups() -> Vec<Group> {
@@ -138,6 +264,10 @@ fn default_groups() -> Vec<Group> {
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// A check's name: 1 to 63 of `a-z`, `0-9`, `_` and `-`.
@@ -225,6 +355,10 @@ pub struct Check {
     pub dependency: bool,
     /// Latency expectation applied to every run.
     pub max_duration: Option<MaxDuration>,
+    /// `enabled`: `false` keeps it configured but idle.
+    pub enabled: bool,
+    /// Description, tags and weight.
+    pub meta: Arc<Meta>,
     /// When and how often it runs, and how results become a verdict.
     pub schedule: Schedule,
     /// What its results come from.
@@ -286,6 +420,10 @@ impl CheckConfig {
                 groups: default_groups(),
                 critical: true,
                 dependency: false,
+                enabled: true,
+                description: None,
+                tags: Vec::new(),
+                weight: None,
             },
             schedule: ScheduleSection::default(),
             latency: LatencySection::default(),
@@ -574,6 +712,15 @@ pub(super) fn parse(
             Some(MaxDuration { limit, slow })
         }
     };
+    if common.tags.len() > MAX_TAGS {
+        problems.push(label, "tags", format!("at most {MAX_TAGS} tags"));
+        return None;
+    }
+    let meta = Meta {
+        description: common.description.map(|d| d.0),
+        tags: common.tags.into_iter().map(|t| Arc::from(t.0)).collect(),
+        weight: common.weight.map_or(1.0, |w| w.0),
+    };
     Some(Check {
         name: Arc::from(common.name.0),
         kind,
@@ -581,24 +728,28 @@ pub(super) fn parse(
         critical: common.critical,
         dependency: common.dependency,
         max_duration,
+        enabled: common.enabled,
+        meta: Arc::new(meta),
         schedule,
         source,
         definition: Definition {
             // serde_json's maps are sorted: equal tables, equal text.
-            table: without_actions(table).into_boxed_str(),
+            table: behaviour(table).into_boxed_str(),
             inputs,
         },
     })
 }
 
-/// The table as compact JSON, its actions left out.
-fn without_actions(table: &Map<String, Value>) -> String {
-    if !ACTION_KEYS.iter().any(|k| table.contains_key(*k)) {
+/// The table as compact JSON, without what does not change what the check
+/// does (its actions, its description, tags and weight).
+fn behaviour(table: &Map<String, Value>) -> String {
+    let aside = |k: &str| ACTION_KEYS.contains(&k) || META_KEYS.contains(&k);
+    if !table.keys().any(|k| aside(k)) {
         return Value::Object(table.clone()).to_string();
     }
     let kept: Map<String, Value> = table
         .iter()
-        .filter(|(k, _)| !ACTION_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| !aside(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Value::Object(kept).to_string()
@@ -663,5 +814,69 @@ mod tests {
             panic!("not an exec check");
         };
         assert_eq!(spec.exit_codes, crate::probe::exec::ExitCodes::Exact(0));
+    }
+
+    #[test]
+    fn description_tags_and_weight_are_checked_and_change_nothing_it_does() {
+        let parsed = |extra: serde_json::Value| {
+            let mut table =
+                serde_json::json!({"name": "db", "type": "tcp", "address": "127.0.0.1:5432"});
+            table
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let mut problems = Problems::default();
+            let check = parse(&mut problems, 0, &table, &ScheduleSection::default());
+            let messages: Vec<String> = problems
+                .into_vec()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            (check, messages)
+        };
+        let (plain, _) = parsed(serde_json::json!({}));
+        let (described, problems) = parsed(serde_json::json!({
+            "description": "orders database", "tags": ["team=orders", "db"], "weight": 2.5
+        }));
+        assert!(problems.is_empty(), "{problems:?}");
+        let (plain, described) = (plain.unwrap(), described.unwrap());
+        assert!(
+            plain.same_as(&described),
+            "meta keys do not restart the check"
+        );
+        assert_eq!(described.meta.weight, 2.5);
+        assert!(described.meta.tagged("team=orders") && !described.meta.tagged("team"));
+        assert_eq!(plain.meta.weight, 1.0);
+        let (disabled, _) = parsed(serde_json::json!({"enabled": false}));
+        assert!(
+            !disabled.unwrap().same_as(&plain),
+            "enabled is what it does"
+        );
+
+        let too_many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        for (extra, key) in [
+            (serde_json::json!({"tags": ["has space"]}), "tags[0]"),
+            (serde_json::json!({"tags": [""]}), "tags[0]"),
+            (serde_json::json!({"tags": too_many}), "tags"),
+            (
+                serde_json::json!({"description": "two\nlines"}),
+                "description",
+            ),
+            (
+                serde_json::json!({"description": "x".repeat(MAX_DESCRIPTION + 1)}),
+                "description",
+            ),
+            (serde_json::json!({"weight": 101}), "weight"),
+            (serde_json::json!({"weight": -1}), "weight"),
+            (serde_json::json!({"enabled": "no"}), "enabled"),
+        ] {
+            let (_, problems) = parsed(extra.clone());
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("check \"db\"") && p.contains(&format!("key `{key}`"))),
+                "{extra}: {problems:?}"
+            );
+        }
     }
 }

@@ -20,8 +20,8 @@ mod schedule;
 mod validate;
 
 pub use check::{
-    Check, CheckCommon, CheckConfig, CheckName, Definition, LatencySection, MaxDuration, SlowMode,
-    Source, TypeSection,
+    Check, CheckCommon, CheckConfig, CheckName, Definition, LatencySection, MaxDuration, Meta,
+    SlowMode, Source, TypeSection,
 };
 pub use diff::{Change, Diff};
 pub use listener_tls::{ListenerTlsError, server_config};

@@ -14,8 +14,10 @@ pub struct Config {
     pub reload: super::model::ReloadSection,
     /// Resource identity for metrics and traces.
     pub telemetry: super::model::TelemetrySection,
-    /// Every check, in file order.
+    /// Every enabled check, in file order.
     pub checks: Vec<Check>,
+    /// The checks written with `enabled = false`: validated, never run.
+    pub disabled: Vec<Check>,
     /// Notifiers and actions.
     pub acting: crate::events::config::Acting,
 }

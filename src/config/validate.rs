@@ -96,6 +96,13 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
         .and_then(|s| listeners(&mut v, s, server_as_written));
     let names: Vec<&str> = checks.iter().map(|c| &*c.name).collect();
     let acting = crate::events::config::parse(&mut v, &root, &names);
+    let disabled: Vec<check::Check> = if checks.iter().all(|c| c.enabled) {
+        Vec::new()
+    } else {
+        let (on, off) = checks.into_iter().partition(|c| c.enabled);
+        checks = on;
+        off
+    };
     match (server, reload, telemetry, defaults) {
         (Some(server), Some(reload), Some(telemetry), Some(_)) if v.is_empty() => Ok(Config {
             server: Server {
@@ -113,6 +120,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
             reload,
             telemetry,
             checks,
+            disabled,
             acting,
         }),
         _ => Err(v.into_vec()),

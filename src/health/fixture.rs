@@ -68,3 +68,24 @@ pub fn snapshot(checks: &[Fixture<'_>]) -> Snapshot {
     }
     health.snapshot()
 }
+
+/// A check's view with `status`, in the readiness group, as the
+/// aggregate and the score read it.
+pub fn view(name: &str, status: super::Status, critical: bool) -> super::CheckView {
+    super::CheckView {
+        name: name.into(),
+        kind: "tcp",
+        groups: [Group::Readiness].into_iter().collect(),
+        critical,
+        dependency: false,
+        meta: std::sync::Arc::default(),
+        status,
+        since: SystemTime::now(),
+        consecutive_successes: 0,
+        consecutive_failures: 0,
+        ever_passed: status == super::Status::Pass,
+        provisional: false,
+        cert_not_after: None,
+        recent: std::sync::Arc::new([]),
+    }
+}

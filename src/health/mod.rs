@@ -6,6 +6,7 @@ pub mod events;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod groups;
+pub mod score;
 mod snapshot;
 mod state;
 
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 
 pub use events::{Bus, CheckChange, Event, EventKind, Queue, VerdictChange};
 pub use groups::{Group, Groups};
+pub use score::{Band, Score};
 pub use snapshot::{
     CheckView, Drain, DrainMode, LastRun, Phases, Published, RECENT_RUNS, ReloadRecord, Reloads,
     Snapshot, Verdict,
@@ -87,7 +89,13 @@ impl Health {
             .map(|slot| {
                 let (schedule, critical) = (&slot.check.schedule, slot.check.critical);
                 match (slot.change, old.remove(&slot.check.name)) {
-                    (Change::Unchanged, Some(kept)) => kept,
+                    (Change::Unchanged, Some(mut kept)) => {
+                        // Its description, tags or weight may have changed.
+                        if kept.view.meta != slot.check.meta {
+                            Arc::make_mut(&mut kept.view).meta = slot.check.meta.clone();
+                        }
+                        kept
+                    }
                     (Change::Changed, Some(previous)) => {
                         let state = CheckState::replacing(&previous.state, schedule, critical, now);
                         let mut replaced = entry(slot, state, previous.view.since);
@@ -195,8 +203,10 @@ impl Health {
         };
         let startup = aggregate::startup(&checks, self.started);
         let overall = aggregate::overall(&checks, &liveness, &readiness);
+        let score = Score::of(&checks);
         Snapshot {
             checks,
+            score,
             started: self.started,
             liveness,
             readiness,
@@ -226,6 +236,7 @@ fn entry(slot: &Slot, state: CheckState, since: SystemTime) -> Entry {
         groups: check.groups,
         critical: check.critical,
         dependency: check.dependency,
+        meta: check.meta.clone(),
         status: state.status(),
         since,
         consecutive_successes: 0,

@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub readiness: Verdict,
     /// `/startupz`
     pub startup: Verdict,
+    /// The health score ([`super::score`]).
+    pub score: super::Score,
     /// `/health`'s overall status: `fail` when live or ready fails, `warn`
     /// when any check warns or is still starting, else `pass`.
     pub overall: Status,
@@ -158,6 +160,8 @@ pub struct CheckView {
     pub critical: bool,
     /// A shared dependency: its failure does not fail readiness or liveness.
     pub dependency: bool,
+    /// Description, tags and weight (shared with the config).
+    pub meta: Arc<crate::config::Meta>,
     /// Current status.
     pub status: Status,
     /// When the status last changed (or the check was created).

@@ -28,9 +28,8 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::metrics::{self, AdminBody};
-use super::{Context, routes, run, stream};
-use crate::health::Group;
-use crate::health::{CheckView, Drain, DrainMode, LastRun, Snapshot};
+use super::{Context, listing, routes, run, stream};
+use crate::health::{Drain, DrainMode};
 use crate::scheduler::{PushReport, Refused, Reported};
 
 /// Largest `/admin/drain` request body read.
@@ -67,7 +66,17 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
         "/metrics" => routes::method_not_allowed("GET, HEAD"),
         "/api/events" => routes::method_not_allowed("GET"),
         "/admin/drain" => drain(&ctx, request).await,
-        "/api/checks" => get_only(&method, || json_response(&checks(&ctx.published.load()))),
+        "/api/checks" => get_only(&method, || {
+            match listing::Filter::parse(request.uri().query()) {
+                Ok(filter) => {
+                    let snapshot = ctx.published.load();
+                    let drain = drain_json(snapshot.drain.as_ref());
+                    let disabled = ctx.disabled.load();
+                    json_response(&listing::checks(&snapshot, &disabled, &filter, drain))
+                }
+                Err(message) => text(StatusCode::BAD_REQUEST, &format!("{message}\n")),
+            }
+        }),
         "/api/checks/run" if method == Method::POST => {
             run::several(&ctx, &method, request.uri().query()).await
         }
@@ -81,8 +90,11 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
             }
             Some(name) => get_only(&method, || {
                 let snapshot = ctx.published.load();
-                match snapshot.checks.iter().find(|c| &*c.name == name) {
-                    Some(check) => json_response(&check_json(check, true)),
+                if let Some(check) = snapshot.checks.iter().find(|c| &*c.name == name) {
+                    return json_response(&listing::check_json(check, true));
+                }
+                match ctx.disabled.load().iter().find(|d| &*d.name == name) {
+                    Some(d) => json_response(&listing::disabled_json(d)),
                     None => text(StatusCode::NOT_FOUND, "no such check\n"),
                 }
             }),
@@ -141,55 +153,6 @@ mod tests {
         ] {
             assert_eq!(bearer(value.as_bytes()), None, "{value}");
         }
-    }
-
-    #[test]
-    fn the_checks_document_gives_each_check_and_each_verdict() {
-        use super::checks;
-        use crate::health::Group;
-        use crate::health::fixture::{Fixture, passed, refused, snapshot};
-        let s = snapshot(&[
-            Fixture {
-                name: "api",
-                groups: &[Group::Readiness, Group::Liveness],
-                critical: true,
-                ran: refused(),
-            },
-            Fixture {
-                name: "warmup",
-                groups: &[Group::Startup],
-                critical: true,
-                ran: passed(),
-            },
-            Fixture {
-                name: "idle",
-                groups: &[],
-                critical: false,
-                ran: None,
-            },
-        ]);
-        let doc = checks(&s);
-        assert_eq!(doc["readiness"]["ok"], false, "{doc}");
-        assert_eq!(doc["liveness"]["ok"], false, "{doc}");
-        assert_eq!(doc["startup"]["ok"], true, "{doc}");
-        assert_eq!(doc["readiness"]["reason"], "not ready: api fail", "{doc}");
-        assert_eq!(
-            doc["drain"],
-            serde_json::json!({"draining": false}),
-            "{doc}"
-        );
-        let listed = doc["checks"].as_array().unwrap();
-        let names: Vec<&str> = listed.iter().map(|c| c["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["api", "warmup", "idle"]);
-        let api = &listed[0];
-        assert_eq!(api["kind"], "tcp");
-        assert_eq!(api["status"], "fail");
-        assert_eq!(api["groups"], serde_json::json!(["liveness", "readiness"]));
-        assert_eq!(api["consecutiveFailures"], 1);
-        assert_eq!(api["last"]["result"], "fail");
-        assert_eq!(api["last"]["message"], "connection refused");
-        assert_eq!(listed[2]["status"], "starting");
-        assert_eq!(listed[2]["last"], serde_json::Value::Null);
     }
 }
 
@@ -345,79 +308,10 @@ fn drain_json(drain: Option<&Drain>) -> Value {
             "draining": true,
             "reason": d.reason,
             "mode": d.mode.as_str(),
-            "since": rfc3339(d.since),
+            "since": listing::rfc3339(d.since),
             "shutdown": d.shutdown,
         }),
     }
-}
-
-fn checks(snapshot: &Snapshot) -> Value {
-    json!({
-        "started": snapshot.started,
-        "liveness": verdict(&snapshot.liveness),
-        "readiness": verdict(&snapshot.readiness),
-        "startup": verdict(&snapshot.startup),
-        "drain": drain_json(snapshot.drain.as_ref()),
-        "checks": snapshot.checks.iter().map(|c| check_json(c, false)).collect::<Vec<_>>(),
-    })
-}
-
-fn verdict(v: &crate::health::Verdict) -> Value {
-    json!({ "ok": v.ok, "reason": String::from_utf8_lossy(&v.reason) })
-}
-
-/// A check's state; with `runs`, its latest runs too (newest first).
-pub(super) fn check_json(c: &CheckView, runs: bool) -> Value {
-    let mut out = json!({
-        "name": &*c.name,
-        "kind": c.kind,
-        "status": c.status.as_str(),
-        "since": rfc3339(c.since),
-        "critical": c.critical,
-        "dependency": c.dependency,
-        "groups": c.groups.iter().map(Group::as_str).collect::<Vec<_>>(),
-        "consecutiveSuccesses": c.consecutive_successes,
-        "consecutiveFailures": c.consecutive_failures,
-        "everPassed": c.ever_passed,
-        "provisional": c.provisional,
-        "last": c.last().map(run_json),
-    });
-    if let Some(not_after) = c.cert_not_after {
-        out["certNotAfter"] = json!(rfc3339(not_after));
-    }
-    if runs {
-        out["recent"] = c.recent.iter().rev().map(run_json).collect();
-    }
-    out
-}
-
-fn run_json(r: &LastRun) -> Value {
-    let mut out = json!({
-        "time": rfc3339(r.at()),
-        "durationMs": crate::units::millis(r.duration()),
-        "result": crate::probe::result_name(r.failure, r.warning),
-        "message": &*r.message,
-    });
-    if let Some(category) = r.failure.or(r.warning) {
-        out["category"] = json!(category.as_str());
-    }
-    if let Some(status) = r.http_status() {
-        out["httpStatus"] = json!(status);
-    }
-    if !r.phases.is_empty() {
-        out["phasesMs"] = r
-            .phases
-            .iter()
-            .map(|(name, d)| (name.to_owned(), json!(crate::units::millis(d))))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-    }
-    out
-}
-
-/// Milliseconds with microsecond precision.
-fn rfc3339(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
 }
 
 fn get_only(

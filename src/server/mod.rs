@@ -18,6 +18,7 @@ pub mod agent;
 pub mod conns;
 pub mod grpc;
 mod listeners;
+pub mod listing;
 pub mod metrics;
 pub mod routes;
 pub mod run;
@@ -96,6 +97,8 @@ pub struct Context {
     pub triggers: crate::scheduler::Triggers,
     /// The event bus, for `/api/events`.
     pub events: stream::Events,
+    /// The checks written with `enabled = false`, swapped whole on reload.
+    pub disabled: Arc<ArcSwap<Vec<listing::Disabled>>>,
 }
 
 /// The listener settings a reload applies without rebinding.

@@ -166,6 +166,7 @@ fn render_health(snapshot: &Snapshot, detail: Detail) -> Vec<u8> {
         "releaseId": env!("CARGO_PKG_VERSION"),
         "description": "healthgate: aggregated health of this instance",
         "checks": checks,
+        "score": super::listing::score_json(&snapshot.score),
         "config": config(&snapshot.reloads, detail),
     });
     if status != "pass" {
@@ -217,6 +218,12 @@ fn component(check: &CheckView) -> Value {
         "consecutiveFailures": check.consecutive_failures,
         "time": humantime::format_rfc3339_millis(check.last().map_or(check.since, LastRun::at)).to_string(),
     });
+    if let Some(description) = &check.meta.description {
+        c["description"] = json!(&**description);
+    }
+    if !check.meta.tags.is_empty() {
+        c["tags"] = check.meta.tags.iter().map(|t| json!(&**t)).collect();
+    }
     if let Some(last) = check.last() {
         c["observedValue"] = json!(crate::units::millis(last.duration()));
         c["observedUnit"] = json!("ms");
@@ -380,6 +387,12 @@ mod tests {
         assert_eq!(response.headers()[CONTENT_TYPE], HEALTH_JSON);
         let body: Value = serde_json::from_slice(&body_of(response.into_body()).await).unwrap();
         assert_eq!(body["status"], "warn", "{body}");
+        // api passes (critical: weight 2); cache, not critical, fails and so
+        // warns (weight 1, value 0.5): 2.5 / 3.
+        assert_eq!(
+            body["score"],
+            serde_json::json!({"value": 0.833, "band": "degraded"})
+        );
         let text = body.to_string();
         assert!(
             text.contains("\"api\"") && text.contains("\"cache\""),

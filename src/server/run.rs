@@ -21,8 +21,9 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::Context;
-use super::admin::{check_json, json_response, text};
-use crate::health::{CheckView, Group, Published};
+use super::admin::{json_response, text};
+use super::listing::{Filter, check_json};
+use crate::health::{CheckView, Published};
 use crate::scheduler::NotRun;
 
 /// Time beyond a check's timeout its result may take to be recorded and published.
@@ -38,6 +39,12 @@ pub async fn one(ctx: &Context, method: &Method, name: &str) -> Response<Full<By
     let asked = now_micros();
     let timeout = match ctx.triggers.run(name) {
         Ok(timeout) => timeout,
+        Err(NotRun::Unknown) if ctx.disabled.load().iter().any(|d| &*d.name == name) => {
+            return text(
+                StatusCode::CONFLICT,
+                "the check is disabled (enabled = false)\n",
+            );
+        }
         Err(NotRun::Unknown) => return text(StatusCode::NOT_FOUND, "no such check\n"),
         Err(e @ NotRun::Push) => return text(StatusCode::CONFLICT, &format!("{e}\n")),
     };
@@ -95,60 +102,47 @@ pub async fn several(ctx: &Context, method: &Method, query: Option<&str>) -> Res
     response
 }
 
-/// The checks a query names: `group=` (its probed checks), `check=`
-/// (repeated, or comma-separated), or with neither every probed check.
+/// The checks a query names: `group=` and `tag=` (the probed checks of the
+/// group, with every tag), `check=` (repeated, or comma-separated), or with
+/// none of them every probed check.
 fn selection(
     checks: &[Arc<CheckView>],
     query: Option<&str>,
 ) -> Result<Vec<Arc<str>>, (StatusCode, String)> {
-    let mut group = None;
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message);
+    let mut filter = Filter::default();
     let mut named: Vec<Arc<str>> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if filter.take(&key, &value).map_err(bad)? {
+            continue;
+        }
         match &*key {
-            "group" => {
-                let g = Group::ALL
-                    .into_iter()
-                    .find(|g| g.as_str() == value)
-                    .ok_or_else(|| {
-                        let message = "group must be liveness, readiness or startup";
-                        (StatusCode::BAD_REQUEST, message.to_owned())
-                    })?;
-                group = Some(g);
-            }
             "check" if value.split(',').all(str::is_empty) => {
-                return Err((StatusCode::BAD_REQUEST, "check= needs a name".to_owned()));
+                return Err(bad("check= needs a name".to_owned()));
             }
             "check" => named.extend(value.split(',').filter(|n| !n.is_empty()).map(Arc::from)),
             _ => {
-                let message = format!("unknown parameter `{key}`: use group= or check=");
-                return Err((StatusCode::BAD_REQUEST, message));
+                return Err(bad(format!(
+                    "unknown parameter `{key}`: use group=, tag= or check="
+                )));
             }
         }
         if named.len() > MAX_NAMES {
-            let message = format!("at most {MAX_NAMES} checks at once");
-            return Err((StatusCode::BAD_REQUEST, message));
+            return Err(bad(format!("at most {MAX_NAMES} checks at once")));
         }
     }
-    match (group, named.is_empty()) {
-        (Some(group), true) => Ok(checks
+    if named.is_empty() {
+        return Ok(checks
             .iter()
-            .filter(|c| c.in_group(group) && c.kind != "push")
+            .filter(|c| filter.admits(c.groups, &c.meta) && c.kind != "push")
             .map(|c| c.name.clone())
-            .collect()),
-        (None, false) => {
-            named.dedup();
-            Ok(named)
-        }
-        (None, true) => Ok(checks
-            .iter()
-            .filter(|c| c.kind != "push")
-            .map(|c| c.name.clone())
-            .collect()),
-        (Some(_), false) => Err((
-            StatusCode::BAD_REQUEST,
-            "give group= or check=, not both".to_owned(),
-        )),
+            .collect());
     }
+    if !filter.is_empty() {
+        return Err(bad("give group= and tag=, or check=, not both".to_owned()));
+    }
+    named.dedup();
+    Ok(named)
 }
 
 /// Waits until the published view of each of `names` has a run that ended
@@ -200,6 +194,7 @@ fn now_micros() -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::Group;
     use crate::health::fixture::{Fixture, passed, snapshot};
 
     fn names(query: &str) -> Result<Vec<String>, (StatusCode, String)> {
@@ -223,7 +218,12 @@ mod tests {
                 ran: None,
             },
         ]);
-        selection(&s.checks, Some(query)).map(|n| n.iter().map(|n| n.to_string()).collect())
+        let mut checks = s.checks.clone();
+        Arc::make_mut(&mut checks[1]).meta = Arc::new(crate::config::Meta {
+            tags: [Arc::from("team=orders")].into(),
+            ..Default::default()
+        });
+        selection(&checks, Some(query)).map(|n| n.iter().map(|n| n.to_string()).collect())
     }
 
     #[test]
@@ -233,6 +233,11 @@ mod tests {
         assert_eq!(names("check=warmup&check=api").unwrap(), ["warmup", "api"]);
         assert_eq!(names("check=db,api").unwrap(), ["db", "api"]);
         assert_eq!(names("check=a%20b").unwrap(), ["a b"]);
+        assert_eq!(names("tag=team%3Dorders").unwrap(), ["db"]);
+        assert_eq!(
+            names("tag=team=orders&group=startup").unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -241,6 +246,8 @@ mod tests {
         for query in [
             "group=everything",
             "group=readiness&check=api",
+            "tag=x&check=api",
+            "tag=",
             "verbose",
             "check=",
         ] {

@@ -194,6 +194,14 @@ pub(super) fn register(meter: &Meter, published: Published) {
     }
     let p = published.clone();
     meter
+        .f64_observable_gauge("healthgate.health.score")
+        .with_description(
+            "The health score, 0 to 1: healthy >= 0.9, degraded >= 0.7, unhealthy >= 0.4, critical below.",
+        )
+        .with_callback(move |o| o.observe(p.load().score.value, &[]))
+        .build();
+    let p = published.clone();
+    meter
         .u64_observable_counter("healthgate.config.reloads")
         .with_description("Config reloads, by result (success: applied; failure: rejected, the previous config kept).")
         .with_callback(move |o| {
