@@ -1014,3 +1014,47 @@ async fn a_run_on_demand_joins_the_run_in_flight() {
     assert_eq!(triggers.run("jobs"), Err(NotRun::Push));
     assert_eq!(triggers.run("nope"), Err(NotRun::Unknown));
 }
+
+/// A cron schedule runs the check once at start, then at each occurrence
+/// in its time zone, on a wall clock that follows tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_cron_schedule_runs_at_start_then_at_each_occurrence() {
+    use healthgate::scheduler::Wall;
+    let toml = "[[checks]]\nname = \"nightly\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
+                schedule = \"0 */6 * * *\"\ntimezone = \"Europe/Berlin\"\n";
+    let config = config(toml);
+    let probe = Scripted::new(true);
+    let anchor = humantime::parse_rfc3339("2026-12-03T10:15:00Z").unwrap();
+    let origin = Instant::now();
+    let wall = Wall::tokio_from(anchor);
+    let for_all = probe.clone();
+    let _engine = Engine::start_on(
+        config.checks,
+        Box::new(move |_: &Check, _: &healthgate::probe::ProbeSpec| {
+            for_all.clone() as Arc<dyn Probe>
+        }),
+        Arc::new(()),
+        wall,
+    );
+    tokio::time::sleep(Duration::from_secs(25 * 3600)).await;
+    let at: Vec<String> = probe
+        .runs()
+        .iter()
+        .map(|i| humantime::format_rfc3339_seconds(anchor + (*i - origin)).to_string())
+        .collect();
+    assert!(
+        at[0].as_str() < "2026-12-03T10:15:11Z",
+        "the first run comes at start: {at:?}"
+    );
+    // Berlin is UTC+1 in December: 12:00, 18:00, 00:00, 06:00 there.
+    assert_eq!(
+        at[1..],
+        [
+            "2026-12-03T11:00:00Z",
+            "2026-12-03T17:00:00Z",
+            "2026-12-03T23:00:00Z",
+            "2026-12-04T05:00:00Z",
+            "2026-12-04T11:00:00Z",
+        ]
+    );
+}

@@ -11,6 +11,7 @@ use serde_aux::serde_introspection::serde_introspect;
 use serde_json::{Map, Value};
 
 use super::bounded::Period;
+use super::cron::CronSchedule;
 use super::problems::{Problems, Scope, nearest, quoted};
 use super::schedule::{Schedule, ScheduleSection};
 use crate::health::{Group, Groups};
@@ -135,6 +136,18 @@ pub struct CheckCommon {
     /// disabled. Default `true`.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enabled: bool,
+    /// Runs on a cron schedule instead of every `interval`: five fields
+    /// (minute hour day-of-month month day-of-week) or `@hourly`, `@daily`...,
+    /// in `timezone`. The check also runs once at start (after
+    /// `initial_delay`), so it has a verdict before the first occurrence.
+    /// Not with `interval`, `start_interval` or `failing_interval`. Off
+    /// unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The IANA time zone of `schedule` (`Europe/Berlin`); daylight-saving
+    /// changes neither skip nor repeat a run. Default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// What the check is about, for people: shown in the API, the status
     /// page and notifications. At most 512 characters, one line. Changing it
     /// does not restart the check.
@@ -357,6 +370,8 @@ pub struct Check {
     pub max_duration: Option<MaxDuration>,
     /// `enabled`: `false` keeps it configured but idle.
     pub enabled: bool,
+    /// `schedule`: runs at its occurrences instead of every interval.
+    pub cron: Option<CronSchedule>,
     /// Description, tags and weight.
     pub meta: Arc<Meta>,
     /// When and how often it runs, and how results become a verdict.
@@ -421,6 +436,8 @@ impl CheckConfig {
                 critical: true,
                 dependency: false,
                 enabled: true,
+                schedule: None,
+                timezone: None,
                 description: None,
                 tags: Vec::new(),
                 weight: None,
@@ -712,6 +729,37 @@ pub(super) fn parse(
             Some(MaxDuration { limit, slow })
         }
     };
+    let cron = match (&common.schedule, &common.timezone) {
+        (Some(pattern), tz) => {
+            let written = ["interval", "start_interval", "failing_interval"]
+                .into_iter()
+                .filter(|k| table.contains_key(*k))
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>();
+            if !written.is_empty() {
+                let message = format!("runs the check instead of {}: give one", written.join(", "));
+                problems.push(label, "schedule", message);
+                return None;
+            }
+            match CronSchedule::parse(pattern, tz.as_deref().unwrap_or("UTC")) {
+                Ok(cron) => Some(cron),
+                Err(message) => {
+                    let key = if message.starts_with("unknown time zone") {
+                        "timezone"
+                    } else {
+                        "schedule"
+                    };
+                    problems.push(label, key, message);
+                    return None;
+                }
+            }
+        }
+        (None, Some(_)) => {
+            problems.push(label, "timezone", "has no effect without `schedule`".into());
+            return None;
+        }
+        (None, None) => None,
+    };
     if common.tags.len() > MAX_TAGS {
         problems.push(label, "tags", format!("at most {MAX_TAGS} tags"));
         return None;
@@ -729,6 +777,7 @@ pub(super) fn parse(
         dependency: common.dependency,
         max_duration,
         enabled: common.enabled,
+        cron,
         meta: Arc::new(meta),
         schedule,
         source,
@@ -817,7 +866,7 @@ mod tests {
     }
 
     #[test]
-    fn description_tags_and_weight_are_checked_and_change_nothing_it_does() {
+    fn description_tags_weight_and_schedule_are_checked() {
         let parsed = |extra: serde_json::Value| {
             let mut table =
                 serde_json::json!({"name": "db", "type": "tcp", "address": "127.0.0.1:5432"});
@@ -847,6 +896,10 @@ mod tests {
         assert_eq!(described.meta.weight, 2.5);
         assert!(described.meta.tagged("team=orders") && !described.meta.tagged("team"));
         assert_eq!(plain.meta.weight, 1.0);
+        let (cron, problems) =
+            parsed(serde_json::json!({"schedule": "0 3 * * *", "timezone": "Europe/Paris"}));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cron.unwrap().cron.unwrap().pattern(), "0 3 * * *");
         let (disabled, _) = parsed(serde_json::json!({"enabled": false}));
         assert!(
             !disabled.unwrap().same_as(&plain),
@@ -869,6 +922,20 @@ mod tests {
             (serde_json::json!({"weight": 101}), "weight"),
             (serde_json::json!({"weight": -1}), "weight"),
             (serde_json::json!({"enabled": "no"}), "enabled"),
+            (serde_json::json!({"schedule": "0 */6 * *"}), "schedule"),
+            (
+                serde_json::json!({"schedule": "@daily", "interval": "1m"}),
+                "schedule",
+            ),
+            (
+                serde_json::json!({"schedule": "@daily", "failing_interval": "1m"}),
+                "schedule",
+            ),
+            (
+                serde_json::json!({"schedule": "@daily", "timezone": "Berlin"}),
+                "timezone",
+            ),
+            (serde_json::json!({"timezone": "UTC"}), "timezone"),
         ] {
             let (_, problems) = parsed(extra.clone());
             assert!(

@@ -8,6 +8,7 @@
 
 pub mod bounded;
 mod check;
+pub mod cron;
 mod diff;
 pub mod duration;
 mod listener_tls;
