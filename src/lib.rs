@@ -20,6 +20,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;
+pub mod maintenance;
 pub mod probe;
 pub mod reload;
 pub mod remote;
@@ -91,6 +92,8 @@ pub async fn run(
         identity,
     );
     metrics.watch_acting(consumers.stats());
+    let mut windows =
+        maintenance::Watch::start(config.maintenance.clone(), engine.windows(), engine.wall());
     let metrics = Arc::new(metrics);
     let drains = engine.drains();
     let ctx = server::Context {
@@ -118,6 +121,13 @@ pub async fn run(
                         let acting = std::mem::take(&mut new.acting);
                         let failure = apply(&mut engine, &mut listeners, &mut current, new).await;
                         if failure.is_none() {
+                            // Restarted even when unchanged: cheap, and it
+                            // tells the engine the windows open now at once.
+                            windows = maintenance::Watch::start(
+                                current.maintenance.clone(),
+                                engine.windows(),
+                                engine.wall(),
+                            );
                             consumers.apply(acting);
                             ctx.disabled.store(Arc::new(disabled(&current)));
                         }
@@ -137,6 +147,7 @@ pub async fn run(
         drain(&drains, &ctx.seen, &server.drain, signal).await;
         tracing::info!(grace = ?server.shutdown_timeout, "listeners closed; finishing in-flight requests");
         listeners.stop(server.shutdown_timeout).await;
+        drop(windows);
         drop(engine);
         drop(consumers);
         metrics.shutdown(TELEMETRY_FLUSH_BUDGET).await;

@@ -231,6 +231,26 @@ fn render(frame: &str, json: bool) -> Option<(Option<u64>, String)> {
             format!("drain started ({}): {}", s("mode"), s("reason"))
         }
         "drain" => "drain ended".to_owned(),
+        "maintenance" => {
+            let covers = e["checks"].as_array().map_or_else(
+                || "every check".to_owned(),
+                |c| {
+                    c.iter()
+                        .filter_map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            );
+            if e["open"].as_bool() == Some(true) {
+                format!(
+                    "maintenance {} open until {} ({covers})",
+                    s("window"),
+                    s("until")
+                )
+            } else {
+                format!("maintenance {} closed ({covers})", s("window"))
+            }
+        }
         "reload" if e["successful"].as_bool() == Some(true) => format!("reload: {}", s("message")),
         "reload" => format!("reload REJECTED: {}", s("message")),
         "gap" => format!(
@@ -267,6 +287,11 @@ mod tests {
         assert!(raw.starts_with("{\"version\":1,\"id\":7,"));
         assert_eq!(render(": keep-alive\n\n", false), None);
         assert_eq!(render("retry: 2000\n\n", false), None);
+        let window = "id: 8\nevent: maintenance\ndata: {\"version\":1,\"id\":8,\"time\":\"t\",\"type\":\"maintenance\",\"window\":\"backup\",\"open\":true,\"until\":\"2026-12-04T02:30:00Z\",\"checks\":[\"db\",\"api\"]}\n\n";
+        assert_eq!(
+            render(window, false).unwrap().1,
+            "t #8 maintenance backup open until 2026-12-04T02:30:00Z (db, api)"
+        );
         let gap = "event: gap\ndata: {\"version\":1,\"type\":\"gap\",\"after\":3,\"next\":9}\n\n";
         assert_eq!(
             render(gap, false).unwrap().1,

@@ -957,3 +957,58 @@ async fn notifiers_come_and_go_with_a_reload() {
         "a removed notifier's series go: {text}"
     );
 }
+
+/// A maintenance window holds what it covers: a failure recorded while it
+/// is open is told when it closes (it outlasted the window), after the
+/// window's own opening and closing events.
+#[tokio::test]
+async fn a_maintenance_window_holds_notifications_until_it_closes() {
+    let receiver = Receiver::start(&[]).await;
+    let now = std::time::SystemTime::now();
+    let rfc3339 = |t| humantime::format_rfc3339_millis(t).to_string();
+    let config = toml(&format!(
+        "{WORKER}\
+         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{}/\"\n\
+         min_interval = \"0s\"\nevents = [\"check\", \"maintenance\"]\n\
+         [[maintenance]]\nname = \"upgrade\"\nstart = \"{}\"\nend = \"{}\"\nchecks = [\"worker\"]\n",
+        receiver.addr,
+        rfc3339(now - Duration::from_secs(1)),
+        rfc3339(now + Duration::from_secs(8)),
+    ));
+    let gw = start_gateway(&config).await;
+    let (_, _, body) = get(gw.admin, "/api/checks").await;
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["maintenance"][0]["window"], "upgrade", "{doc}");
+    report(&gw, "fail").await;
+    eventually(WITHIN, "the failure recorded", || async {
+        gw.health().await["checks"]["worker:push"][0]["status"] == "fail"
+    })
+    .await;
+    let types = || {
+        receiver
+            .requests()
+            .iter()
+            .map(|(_, body)| {
+                let e: serde_json::Value = serde_json::from_slice(body).unwrap();
+                format!(
+                    "{} {}",
+                    e["type"].as_str().unwrap(),
+                    e["open"]
+                        .as_bool()
+                        .map_or_else(|| e["to"].to_string(), |o| o.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(types(), ["maintenance true"], "held while open");
+    eventually(
+        Duration::from_secs(30),
+        "released when it closed",
+        || async { types().len() == 3 },
+    )
+    .await;
+    assert_eq!(
+        types(),
+        ["maintenance true", "maintenance false", "check \"fail\""]
+    );
+}

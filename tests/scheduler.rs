@@ -924,6 +924,7 @@ async fn each_change_is_one_event_in_order() {
             EventKind::Verdict(v) => format!("{} ok={}", v.verdict.as_str(), v.ok),
             EventKind::Drain(d) => format!("drain {}", d.is_some()),
             EventKind::Reload { successful, .. } => format!("reload {successful}"),
+            EventKind::Maintenance(m) => format!("maintenance {} {}", m.window, m.open),
         })
         .collect();
     assert_eq!(
@@ -1055,6 +1056,92 @@ async fn a_cron_schedule_runs_at_start_then_at_each_occurrence() {
             "2026-12-03T23:00:00Z",
             "2026-12-04T05:00:00Z",
             "2026-12-04T11:00:00Z",
+        ]
+    );
+}
+
+/// A maintenance window that drains opens at its cron time and closes
+/// after its duration, on a wall clock that follows tokio's paused clock:
+/// readiness fails as `maint` while it is open, and each change is an
+/// event, in order.
+#[tokio::test(start_paused = true)]
+async fn a_maintenance_window_opens_drains_and_closes_on_time() {
+    use healthgate::health::{DrainMode, EventKind};
+    use healthgate::maintenance::{Watch, When, Window};
+    use healthgate::scheduler::Wall;
+    let probe = Scripted::new(true);
+    let config = config(ONE);
+    let for_all = probe.clone();
+    let anchor = humantime::parse_rfc3339("2026-12-03T01:59:00Z").unwrap();
+    let engine = Engine::start_on(
+        config.checks,
+        Box::new(move |_: &Check, _: &healthgate::probe::ProbeSpec| {
+            for_all.clone() as Arc<dyn Probe>
+        }),
+        Arc::new(()),
+        Wall::tokio_from(anchor),
+    );
+    let published = engine.published();
+    let mut queue = engine.events().attach("test", 64);
+    until(&published, Duration::from_secs(30), |s| s.readiness.ok).await;
+    let window = Window {
+        name: "backup".into(),
+        when: When::Recurring {
+            cron: healthgate::config::cron::CronSchedule::parse("0 2 * * *", "UTC").unwrap(),
+            duration: Duration::from_secs(1800),
+        },
+        checks: None,
+        drain: true,
+    };
+    let _watch = Watch::start(vec![window], engine.windows(), engine.wall());
+    let wall = engine.wall();
+    let opened = until(&published, Duration::from_secs(120), |s| {
+        !s.maintenance.is_empty()
+    })
+    .await;
+    let shown = |i: Instant| {
+        let at = wall.now() - (Instant::now() - i);
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    assert_eq!(shown(opened), "2026-12-03T02:00:00Z");
+    let drained = published.load();
+    assert!(!drained.readiness.ok);
+    let drain = drained.drain.as_ref().unwrap();
+    assert_eq!(drain.mode, DrainMode::Maintenance);
+    assert_eq!(drain.reason, "maintenance window backup");
+    // Virtual time to just before the end, then looked at closely.
+    tokio::time::sleep(Duration::from_secs(29 * 60 + 50)).await;
+    assert!(!published.load().maintenance.is_empty());
+    let closed = until(&published, Duration::from_secs(20), |s| {
+        s.maintenance.is_empty()
+    })
+    .await;
+    assert_eq!(shown(closed), "2026-12-03T02:30:00Z");
+    until(&published, Duration::from_secs(1), |s| {
+        s.readiness.ok && s.drain.is_none()
+    })
+    .await;
+    let mut got = Vec::new();
+    while let Ok(event) = queue.try_recv() {
+        got.push(match &event.kind {
+            EventKind::Maintenance(m) => format!("maintenance {} {}", m.window, m.open),
+            EventKind::Drain(d) => format!("drain {}", d.is_some()),
+            EventKind::Verdict(v) => format!("{} ok={}", v.verdict.as_str(), v.ok),
+            EventKind::Check(c) => format!("check {}", c.to),
+            EventKind::Reload { .. } => "reload".to_owned(),
+        });
+    }
+    assert_eq!(
+        got,
+        [
+            "check pass",
+            "readiness ok=true",
+            "maintenance backup true",
+            "drain true",
+            "readiness ok=false",
+            "maintenance backup false",
+            "drain false",
+            "readiness ok=true",
         ]
     );
 }

@@ -20,6 +20,8 @@ pub struct Config {
     pub disabled: Vec<Check>,
     /// Notifiers and actions.
     pub acting: crate::events::config::Acting,
+    /// Maintenance windows.
+    pub maintenance: Vec<crate::maintenance::Window>,
 }
 
 /// Listener settings.

@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "checks",
     "notifiers",
     "actions",
+    "maintenance",
 ];
 /// Longest time between two polls of the config file.
 const MAX_POLL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -96,6 +97,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
         .and_then(|s| listeners(&mut v, s, server_as_written));
     let names: Vec<&str> = checks.iter().map(|c| &*c.name).collect();
     let acting = crate::events::config::parse(&mut v, &root, &names);
+    let maintenance = crate::maintenance::config::parse(&mut v, &root, &names);
     let disabled: Vec<check::Check> = if checks.iter().all(|c| c.enabled) {
         Vec::new()
     } else {
@@ -122,6 +124,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
             checks,
             disabled,
             acting,
+            maintenance,
         }),
         _ => Err(v.into_vec()),
     }

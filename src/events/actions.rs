@@ -4,6 +4,7 @@
 //! in its environment. One run at a time per action, at most `max_runs`
 //! per `window` ([`Limiter`]); what is skipped is logged and counted.
 //! The limits outlive reloads: a reload cannot reset a restart budget.
+//! While a maintenance window is open, what it covers waits ([`Hold`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::{Acting, Action};
+use super::hold::Hold;
 use super::stats::{For, Ran, Stats};
 use crate::health::{Event, EventKind, Group, Queue, Status};
 use crate::probe::Category;
@@ -45,86 +47,90 @@ pub async fn run(mut queue: Queue, acting: watch::Receiver<Arc<Acting>>, stats: 
     let mut limits: HashMap<Key, Limiter> = HashMap::new();
     let running: Arc<Mutex<std::collections::HashSet<Key>>> = Arc::default();
     let mut failing = [false; 3];
+    let mut hold = Hold::default();
     while let Some(event) = queue.recv().await {
-        let acting = acting.borrow().clone();
-        let mut fire = |target: For, action: &Action| {
-            let key = (target.clone(), action.name);
-            let busy = running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&key);
-            if busy {
-                stats.ran(&target, action.name, Ran::Busy);
-                tracing::warn!(target = ?target, action = action.name, "action skipped: its previous run has not ended");
-                return;
-            }
-            let limiter = limits.entry(key.clone()).or_default();
-            if !limiter.allow(Instant::now(), action.max_runs, action.window) {
-                stats.ran(&target, action.name, Ran::RateLimited);
-                tracing::warn!(
-                    target = ?target, action = action.name, max_runs = action.max_runs, window = ?action.window,
-                    "action skipped: it already ran max_runs times within its window"
-                );
-                return;
-            }
-            running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(key.clone());
-            let (running, stats) = (running.clone(), stats.clone());
-            let action = action.clone();
-            let env = environment(&event, action.name);
-            tokio::spawn(async move {
-                let result = execute(&action, env).await;
-                stats.ran(&key.0, action.name, result);
+        let (now, released) = hold.take(event);
+        for event in now.into_iter().chain(released) {
+            let acting = acting.borrow().clone();
+            let mut fire = |target: For, action: &Action| {
+                let key = (target.clone(), action.name);
+                let busy = running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains(&key);
+                if busy {
+                    stats.ran(&target, action.name, Ran::Busy);
+                    tracing::warn!(target = ?target, action = action.name, "action skipped: its previous run has not ended");
+                    return;
+                }
+                let limiter = limits.entry(key.clone()).or_default();
+                if !limiter.allow(Instant::now(), action.max_runs, action.window) {
+                    stats.ran(&target, action.name, Ran::RateLimited);
+                    tracing::warn!(
+                        target = ?target, action = action.name, max_runs = action.max_runs, window = ?action.window,
+                        "action skipped: it already ran max_runs times within its window"
+                    );
+                    return;
+                }
                 running
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&key);
-            });
-        };
-        match &event.kind {
-            EventKind::Check(c) => {
-                let Some(actions) = acting.checks.get(&c.check) else {
-                    continue;
-                };
-                let was_failing = matches!(c.from, Status::Fail | Status::Warn);
-                let target = For::Check(c.check.clone());
-                match c.to {
-                    Status::Fail | Status::Warn if !was_failing => {
+                    .insert(key.clone());
+                let (running, stats) = (running.clone(), stats.clone());
+                let action = action.clone();
+                let env = environment(&event, action.name);
+                tokio::spawn(async move {
+                    let result = execute(&action, env).await;
+                    stats.ran(&key.0, action.name, result);
+                    running
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&key);
+                });
+            };
+            match &event.kind {
+                EventKind::Check(c) => {
+                    let Some(actions) = acting.checks.get(&c.check) else {
+                        continue;
+                    };
+                    let was_failing = matches!(c.from, Status::Fail | Status::Warn);
+                    let target = For::Check(c.check.clone());
+                    match c.to {
+                        Status::Fail | Status::Warn if !was_failing => {
+                            if let Some(a) = &actions.on_failure {
+                                fire(target, a);
+                            }
+                        }
+                        Status::Pass if was_failing => {
+                            if let Some(a) = &actions.on_recovery {
+                                fire(target, a);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                EventKind::Verdict(v) => {
+                    let index = Group::ALL.iter().position(|g| *g == v.verdict).unwrap_or(0);
+                    let actions = &acting.verdicts[index];
+                    let target = For::Verdict(v.verdict.as_str());
+                    if !v.ok {
+                        failing[index] = true;
                         if let Some(a) = &actions.on_failure {
-                            fire(target, a);
+                            fire(target.clone(), a);
                         }
-                    }
-                    Status::Pass if was_failing => {
-                        if let Some(a) = &actions.on_recovery {
-                            fire(target, a);
+                        if v.verdict == Group::Liveness
+                            && let Some(restart) = &acting.restart
+                        {
+                            fire(target, restart);
                         }
-                    }
-                    _ => {}
-                }
-            }
-            EventKind::Verdict(v) => {
-                let index = Group::ALL.iter().position(|g| *g == v.verdict).unwrap_or(0);
-                let actions = &acting.verdicts[index];
-                let target = For::Verdict(v.verdict.as_str());
-                if !v.ok {
-                    failing[index] = true;
-                    if let Some(a) = &actions.on_failure {
-                        fire(target.clone(), a);
-                    }
-                    if v.verdict == Group::Liveness
-                        && let Some(restart) = &acting.restart
+                    } else if std::mem::take(&mut failing[index])
+                        && let Some(a) = &actions.on_recovery
                     {
-                        fire(target, restart);
+                        fire(target, a);
                     }
-                } else if std::mem::take(&mut failing[index])
-                    && let Some(a) = &actions.on_recovery
-                {
-                    fire(target, a);
                 }
+                EventKind::Drain(_) | EventKind::Maintenance(_) | EventKind::Reload { .. } => {}
             }
-            EventKind::Drain(_) | EventKind::Reload { .. } => {}
         }
     }
 }
@@ -188,6 +194,7 @@ fn environment(event: &Event, action: &'static str) -> Vec<(String, String)> {
             set("STATUS", if v.ok { "pass" } else { "fail" }.to_owned());
             set("REASON", v.reason.clone());
         }
+        EventKind::Maintenance(w) => set("WINDOW", w.window.to_string()),
         EventKind::Drain(_) | EventKind::Reload { .. } => {}
     }
     // A value with a NUL cannot be passed; drop the byte rather than the run.

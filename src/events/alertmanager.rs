@@ -134,7 +134,7 @@ fn alert(event: &Event, n: &Notifier, who: &Identity) -> Option<(Subject, bool, 
             let name = ("{verdict}", v.verdict.as_str().to_owned());
             (Subject::Verdict(v.verdict), !v.ok, name)
         }
-        EventKind::Drain(_) | EventKind::Reload { .. } => return None,
+        EventKind::Drain(_) | EventKind::Maintenance(_) | EventKind::Reload { .. } => return None,
     };
     if let Some(url) = &n.runbook_url {
         annotations.insert("runbook_url".into(), url.replace(name.0, &name.1));

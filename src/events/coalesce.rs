@@ -95,6 +95,15 @@ impl Coalescer {
         self.waiting.remove(subject);
     }
 
+    /// Whether `event` says what was last sent of its subject.
+    pub fn unchanged(&self, event: &Event) -> bool {
+        Subject::of(event).is_some_and(|(subject, state)| {
+            self.sent
+                .get(&subject)
+                .is_some_and(|(_, sent)| *sent == state)
+        })
+    }
+
     /// When the earliest held event is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.waiting

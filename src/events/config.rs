@@ -156,6 +156,8 @@ pub enum EventType {
     Drain,
     /// A reload was applied or rejected.
     Reload,
+    /// A maintenance window opened or closed.
+    Maintenance,
 }
 
 impl EventType {
@@ -166,6 +168,7 @@ impl EventType {
             EventKind::Check(_) => EventType::Check,
             EventKind::Verdict(_) => EventType::Verdict,
             EventKind::Drain(_) => EventType::Drain,
+            EventKind::Maintenance(_) => EventType::Maintenance,
             EventKind::Reload { .. } => EventType::Reload,
         }
     }
@@ -600,6 +603,7 @@ fn notifier(scope: &mut Scope<'_>, s: NotifierSection, checks: &[&str]) -> Optio
             EventType::Verdict,
             EventType::Drain,
             EventType::Reload,
+            EventType::Maintenance,
         ]
     } else {
         &[EventType::Check, EventType::Verdict]

@@ -12,6 +12,7 @@ pub mod alertmanager;
 pub mod coalesce;
 pub mod config;
 pub mod deliver;
+pub mod hold;
 pub mod notifier;
 pub mod stats;
 pub mod webhook;

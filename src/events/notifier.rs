@@ -2,7 +2,8 @@
 //! filters want, paces them per subject ([`Coalescer`]), and posts them one
 //! at a time, in order, each with its retries. While it posts, events wait
 //! in its bounded queue (and past it are dropped, counted): a slow or dead
-//! receiver delays only this notifier.
+//! receiver delays only this notifier. While a maintenance window is
+//! open, what it covers waits ([`Hold`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use super::alertmanager::Alerts;
 use super::coalesce::{Coalescer, Offer, Subject};
 use super::config::{EventType, Notifier, NotifierKind};
 use super::deliver::Deliverer;
+use super::hold::Hold;
 use super::stats::{Sent, Stats};
 use super::{Identity, webhook};
 use crate::health::{Event, EventKind, Queue};
@@ -39,6 +41,7 @@ pub async fn run(notifier: Notifier, mut queue: Queue, who: Arc<Identity>, stats
         failing: HashSet::new(),
     };
     let mut pacing = Coalescer::new(task.notifier.min_interval);
+    let mut hold = Hold::default();
     let alerting = task.notifier.kind == NotifierKind::Alertmanager;
     let mut resend = tokio::time::interval_at(
         Instant::now() + task.notifier.resend_interval,
@@ -53,13 +56,27 @@ pub async fn run(notifier: Notifier, mut queue: Queue, who: Arc<Identity>, stats
                 if let EventKind::Reload { successful: true, removed, .. } = &event.kind
                     && !removed.is_empty()
                 {
+                    hold.forget(removed);
                     task.forget(removed, &mut pacing, &event).await;
                 }
-                if !task.wants(&event) {
-                    continue;
-                }
-                if let Offer::Send(event) = pacing.offer(event, Instant::now()) {
+                let (now, released) = hold.take(event);
+                if let Some(event) = now
+                    && task.wants(&event)
+                    && let Offer::Send(event) = pacing.offer(event, Instant::now())
+                {
                     task.send(&event).await;
+                }
+                // Released by a window's closing (told after it): news only
+                // if it differs from what the receiver was last told.
+                for event in released {
+                    if !task.wants(&event) {
+                        continue;
+                    }
+                    if pacing.unchanged(&event) {
+                        task.stats.sent(&task.notifier.name, Sent::Coalesced, 1);
+                    } else if let Offer::Send(event) = pacing.offer(event, Instant::now()) {
+                        task.send(&event).await;
+                    }
                 }
             }
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -156,7 +173,7 @@ fn wants(n: &Notifier, failing: &mut HashSet<Subject>, event: &Event) -> bool {
     let about = match &event.kind {
         EventKind::Check(c) => n.checks.as_ref().is_none_or(|set| set.contains(&c.check)),
         EventKind::Verdict(v) => n.verdicts.contains(v.verdict),
-        EventKind::Drain(_) | EventKind::Reload { .. } => true,
+        EventKind::Drain(_) | EventKind::Maintenance(_) | EventKind::Reload { .. } => true,
     };
     if !about {
         return false;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use tokio::sync::{mpsc, watch};
 
-use super::{CheckView, Drain, DrainMode, Group, Groups, ReloadRecord, Status, Transition};
+use super::{CheckView, Drain, DrainMode, Group, Groups, Open, ReloadRecord, Status, Transition};
 use crate::probe::Category;
 
 /// Events kept for live streams to resume from.
@@ -46,6 +46,8 @@ pub enum EventKind {
     Verdict(VerdictChange),
     /// A drain started (`Some`) or ended (`None`).
     Drain(Option<DrainStart>),
+    /// A maintenance window opened or closed.
+    Maintenance(MaintenanceChange),
     /// A config reload was applied or rejected.
     Reload {
         /// Whether the new config is running.
@@ -56,6 +58,51 @@ pub enum EventKind {
         /// them (a firing alert, a failure not yet recovered) is over.
         removed: Arc<[Arc<str>]>,
     },
+}
+
+/// A maintenance window opening or closing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceChange {
+    /// The window.
+    pub window: Arc<str>,
+    /// Whether it opened (else it closed).
+    pub open: bool,
+    /// When it closes (on opening).
+    pub until: Option<SystemTime>,
+    /// The checks it covers; `None`: every check.
+    pub checks: Option<Arc<[Arc<str>]>>,
+}
+
+impl MaintenanceChange {
+    /// The changes from the windows `before` to those of `after`: closings, then openings.
+    pub fn between(before: &[Open], after: &[Open]) -> Vec<MaintenanceChange> {
+        let closed = before
+            .iter()
+            .filter(|b| !after.iter().any(|a| a.name == b.name))
+            .map(|b| MaintenanceChange {
+                window: b.name.clone(),
+                open: false,
+                until: None,
+                checks: b.checks.clone(),
+            });
+        let opened = after
+            .iter()
+            .filter(|a| !before.iter().any(|b| b.name == a.name))
+            .map(|a| MaintenanceChange {
+                window: a.name.clone(),
+                open: true,
+                until: Some(a.until),
+                checks: a.checks.clone(),
+            });
+        closed.chain(opened).collect()
+    }
+
+    /// Whether it is about `check`.
+    pub fn covers(&self, check: &str) -> bool {
+        self.checks
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|n| &**n == check))
+    }
 }
 
 /// A check's change of status.
@@ -146,6 +193,7 @@ impl Event {
             EventKind::Check(_) => "check",
             EventKind::Verdict(_) => "verdict",
             EventKind::Drain(_) => "drain",
+            EventKind::Maintenance(_) => "maintenance",
             EventKind::Reload { .. } => "reload",
         }
     }
@@ -160,7 +208,7 @@ impl Event {
                 Status::Starting => None,
             },
             EventKind::Verdict(v) => Some(!v.ok),
-            EventKind::Drain(_) => None,
+            EventKind::Drain(_) | EventKind::Maintenance(_) => None,
             EventKind::Reload { successful, .. } => (!successful).then_some(true),
         }
     }
@@ -203,6 +251,19 @@ impl Serialize for Event {
                     m.serialize_entry("mode", d.mode.as_str())?;
                     m.serialize_entry("shutdown", &d.shutdown)?;
                 }
+            }
+            EventKind::Maintenance(w) => {
+                m.serialize_entry("window", &*w.window)?;
+                m.serialize_entry("open", &w.open)?;
+                if let Some(until) = w.until {
+                    m.serialize_entry(
+                        "until",
+                        &humantime::format_rfc3339_seconds(until).to_string(),
+                    )?;
+                }
+                let checks: Option<Vec<&str>> =
+                    w.checks.as_ref().map(|c| c.iter().map(|n| &**n).collect());
+                m.serialize_entry("checks", &checks)?;
             }
             EventKind::Reload {
                 successful,

@@ -16,12 +16,12 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-pub use events::{Bus, CheckChange, Event, EventKind, Queue, VerdictChange};
+pub use events::{Bus, CheckChange, Event, EventKind, MaintenanceChange, Queue, VerdictChange};
 pub use groups::{Group, Groups};
 pub use score::{Band, Score};
 pub use snapshot::{
-    CheckView, Drain, DrainMode, LastRun, Phases, Published, RECENT_RUNS, ReloadRecord, Reloads,
-    Snapshot, Verdict,
+    CheckView, Drain, DrainMode, LastRun, Open, Phases, Published, RECENT_RUNS, ReloadRecord,
+    Reloads, Snapshot, Verdict,
 };
 pub use state::{CheckState, Status, Transition};
 
@@ -48,6 +48,10 @@ pub struct Health {
     started: bool,
     reloads: Reloads,
     drain: Option<Drain>,
+    /// The drain in force was started by a maintenance window (and ends with it).
+    window_drained: bool,
+    /// The maintenance windows open now.
+    maintenance: Arc<[Open]>,
 }
 
 #[derive(Debug)]
@@ -176,7 +180,37 @@ impl Health {
     pub fn set_drain(&mut self, drain: Option<Drain>) {
         if !self.drain.as_ref().is_some_and(|d| d.shutdown) {
             self.drain = drain;
+            self.window_drained = false;
         }
+    }
+
+    /// The maintenance windows open now (`open`, as of `now`). A window
+    /// that drains starts a drain (`maint`) unless one is in force, and the
+    /// drain it started ends when no draining window is open; an
+    /// operator's or a shutdown's drain is never touched.
+    pub fn set_maintenance(&mut self, open: Vec<Open>, now: SystemTime) {
+        match (open.iter().find(|w| w.drain), &self.drain) {
+            (Some(window), None) => {
+                self.drain = Some(Drain {
+                    reason: format!("maintenance window {}", window.name),
+                    mode: DrainMode::Maintenance,
+                    since: now,
+                    shutdown: false,
+                });
+                self.window_drained = true;
+            }
+            (None, Some(_)) if self.window_drained => {
+                self.drain = None;
+                self.window_drained = false;
+            }
+            _ => {}
+        }
+        self.maintenance = open.into();
+    }
+
+    /// The maintenance windows open now.
+    pub fn maintenance(&self) -> &Arc<[Open]> {
+        &self.maintenance
     }
 
     /// The drain in force.
@@ -214,6 +248,7 @@ impl Health {
             overall,
             reloads: self.reloads.clone(),
             drain: self.drain.clone(),
+            maintenance: self.maintenance.clone(),
             health_body: std::sync::OnceLock::new(),
         }
     }

@@ -76,9 +76,34 @@ pub struct Snapshot {
     pub reloads: Reloads,
     /// Set while readiness is failed on purpose (shutdown or maintenance).
     pub drain: Option<Drain>,
+    /// The maintenance windows open now.
+    pub maintenance: Arc<[Open]>,
     /// The `/health` body, rendered by the first request that needs it and
     /// then served to every other request for this snapshot.
     pub health_body: std::sync::OnceLock<Bytes>,
+}
+
+/// A maintenance window open now: failures are recorded, notifications
+/// and actions about what it covers are held until it closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    /// The window's name.
+    pub name: Arc<str>,
+    /// When it closes.
+    pub until: SystemTime,
+    /// The checks it covers; `None`: every check.
+    pub checks: Option<Arc<[Arc<str>]>>,
+    /// Whether it drains the instance.
+    pub drain: bool,
+}
+
+impl Open {
+    /// Whether it covers `check`.
+    pub fn covers(&self, check: &str) -> bool {
+        self.checks
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|n| &**n == check))
+    }
 }
 
 /// Readiness failed on purpose: a shutdown in progress, or an operator's

@@ -39,8 +39,8 @@ use crate::config::cron::CronSchedule;
 use crate::config::{Change, Check, Diff, MaxDuration, SlowMode, Source};
 use crate::health::events::DrainStart;
 use crate::health::{
-    Bus, CheckChange, CheckState, CheckView, Drain, EventKind, Group, Health, Published,
-    ReloadRecord, Slot, Snapshot, Status, Transition, VerdictChange,
+    Bus, CheckChange, CheckState, CheckView, Drain, EventKind, Group, Health, MaintenanceChange,
+    Open, Published, ReloadRecord, Slot, Snapshot, Status, Transition, VerdictChange,
 };
 use crate::probe::{self, Category, Outcome, Probe, ProbeSpec};
 
@@ -83,6 +83,7 @@ enum Message {
     /// A new check set and the reload that brought it, applied in one snapshot.
     Reconfigure(Vec<Slot>, ReloadRecord),
     Reloaded(ReloadRecord),
+    Maintenance(Vec<Open>),
     Drain(Option<Drain>),
 }
 
@@ -289,6 +290,16 @@ impl Engine {
         self.triggers.clone()
     }
 
+    /// A handle that opens and closes maintenance windows.
+    pub fn windows(&self) -> Windows {
+        Windows(self.tx.clone())
+    }
+
+    /// The clock cron schedules read.
+    pub fn wall(&self) -> Wall {
+        self.wall
+    }
+
     /// A handle that starts and ends drains (for the admin endpoint and the
     /// shutdown sequence).
     pub fn drains(&self) -> Drains {
@@ -337,6 +348,18 @@ impl Engine {
             generation: slot.generation,
             _task: Task(task),
         }
+    }
+}
+
+/// Tells the engine which maintenance windows are open; see
+/// [`Health::set_maintenance`].
+#[derive(Clone)]
+pub struct Windows(mpsc::Sender<Message>);
+
+impl Windows {
+    /// The windows open now; published with the next snapshot.
+    pub async fn set(&self, open: Vec<Open>) {
+        let _ = self.0.send(Message::Maintenance(open)).await;
     }
 }
 
@@ -565,11 +588,16 @@ async fn collect(
                 Message::Drain(drain) => {
                     let before = health.drain().cloned();
                     health.set_drain(drain);
-                    let after = health.drain();
-                    if before.as_ref() != after {
-                        let start = after.map(DrainStart::from);
-                        events.publish(EventKind::Drain(start), SystemTime::now());
+                    publish_drain(&health, before, &events);
+                }
+                Message::Maintenance(open) => {
+                    let now = SystemTime::now();
+                    for change in MaintenanceChange::between(health.maintenance(), &open) {
+                        events.publish(EventKind::Maintenance(change), now);
                     }
+                    let before = health.drain().cloned();
+                    health.set_maintenance(open, now);
+                    publish_drain(&health, before, &events);
                 }
             }
         }
@@ -578,6 +606,15 @@ async fn collect(
         gap = publish_gap(snapshot.checks.len());
         published.store(snapshot);
         last_published = Some(Instant::now());
+    }
+}
+
+/// Publishes the drain in force if it is not `before`.
+fn publish_drain(health: &Health, before: Option<Drain>, events: &Bus) {
+    let after = health.drain();
+    if before.as_ref() != after {
+        let start = after.map(DrainStart::from);
+        events.publish(EventKind::Drain(start), SystemTime::now());
     }
 }
 

@@ -118,6 +118,12 @@ pub fn checks(snapshot: &Snapshot, disabled: &[Disabled], filter: &Filter, drain
         "readiness": verdict(&snapshot.readiness),
         "startup": verdict(&snapshot.startup),
         "drain": drain,
+        "maintenance": snapshot.maintenance.iter().map(|w| json!({
+            "window": &*w.name,
+            "until": rfc3339(w.until),
+            "checks": w.checks.as_ref().map(|c| c.iter().map(|n| &**n).collect::<Vec<_>>()),
+            "drain": w.drain,
+        })).collect::<Vec<_>>(),
         "checks": checks,
     })
 }
