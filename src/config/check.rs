@@ -11,7 +11,7 @@ use serde_aux::serde_introspection::serde_introspect;
 use serde_json::{Map, Value};
 
 use super::bounded::Period;
-use super::cron::CronSchedule;
+use super::cron::{CronError, CronSchedule};
 use super::problems::{Problems, Scope, nearest, quoted};
 use super::schedule::{Schedule, ScheduleSection};
 use crate::health::{Group, Groups};
@@ -743,13 +743,12 @@ pub(super) fn parse(
             }
             match CronSchedule::parse(pattern, tz.as_deref().unwrap_or("UTC")) {
                 Ok(cron) => Some(cron),
-                Err(message) => {
-                    let key = if message.starts_with("unknown time zone") {
-                        "timezone"
-                    } else {
-                        "schedule"
+                Err(error) => {
+                    let key = match error {
+                        CronError::Zone(_) => "timezone",
+                        CronError::Pattern(_) => "schedule",
                     };
-                    problems.push(label, key, message);
+                    problems.push(label, key, error.to_string());
                     return None;
                 }
             }

@@ -17,6 +17,17 @@ use croner::parser::{CronParser, Seconds, Year};
 /// Longest pattern accepted.
 const MAX_PATTERN: usize = 256;
 
+/// Why a schedule was refused: its time zone, or its pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    /// The time zone is not an IANA name.
+    #[error("unknown time zone `{0}`: give an IANA name such as `UTC` or `Europe/Berlin`")]
+    Zone(String),
+    /// The pattern does not parse, or never matches.
+    #[error("{0}")]
+    Pattern(String),
+}
+
 /// A cron pattern in a time zone; one pointer, as every check holds one.
 #[derive(Clone)]
 pub struct CronSchedule(Arc<Inner>);
@@ -43,12 +54,12 @@ impl CronSchedule {
     /// `pattern` in the time zone `tz` (an IANA name: `UTC`,
     /// `Europe/Berlin`). A pattern that never matches (`0 0 30 2 *`) is an
     /// error, not a check that never runs.
-    pub fn parse(pattern: &str, tz: &str) -> Result<Self, String> {
-        let tz = Tz::from_str(tz).map_err(|_| {
-            format!("unknown time zone `{tz}`: give an IANA name such as `UTC` or `Europe/Berlin`")
-        })?;
+    pub fn parse(pattern: &str, tz: &str) -> Result<Self, CronError> {
+        let tz = Tz::from_str(tz).map_err(|_| CronError::Zone(tz.to_owned()))?;
         if pattern.len() > MAX_PATTERN {
-            return Err(format!("at most {MAX_PATTERN} characters"));
+            return Err(CronError::Pattern(format!(
+                "at most {MAX_PATTERN} characters"
+            )));
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
@@ -56,7 +67,7 @@ impl CronSchedule {
             .build()
             .parse(pattern)
             .map_err(|e| {
-                format!("invalid cron pattern `{pattern}`: {e} (five fields: minute hour day-of-month month day-of-week)")
+                CronError::Pattern(format!("invalid cron pattern `{pattern}`: {e} (five fields: minute hour day-of-month month day-of-week)"))
             })?;
         let schedule = Self(Arc::new(Inner {
             cron,
@@ -64,7 +75,9 @@ impl CronSchedule {
             pattern: Box::from(pattern),
         }));
         if schedule.next_after(SystemTime::now()).is_none() {
-            return Err(format!("`{pattern}` never matches a date"));
+            return Err(CronError::Pattern(format!(
+                "`{pattern}` never matches a date"
+            )));
         }
         Ok(schedule)
     }
@@ -157,16 +170,21 @@ mod tests {
             ("* * * * * *", "UTC", "invalid cron pattern"),
             ("61 * * * *", "UTC", "invalid cron pattern"),
             ("0 0 30 2 *", "UTC", "never matches"),
-            ("0 * * * *", "Mars/Olympus", "unknown time zone"),
+            (
+                "0 * * * *",
+                "Mars/Olympus",
+                "unknown time zone `Mars/Olympus`",
+            ),
             ("", "UTC", "invalid cron pattern"),
         ] {
-            let error = CronSchedule::parse(pattern, tz).unwrap_err();
+            let error = CronSchedule::parse(pattern, tz).unwrap_err().to_string();
             assert!(error.contains(says), "{pattern} {tz}: {error}");
         }
         let long = "0 ".repeat(200);
         assert!(
             CronSchedule::parse(&long, "UTC")
                 .unwrap_err()
+                .to_string()
                 .contains("at most")
         );
         assert!(CronSchedule::parse("@daily", "UTC").is_ok());

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{When, Window};
 use crate::config::bounded::Positive;
-use crate::config::cron::CronSchedule;
+use crate::config::cron::{CronError, CronSchedule};
 use crate::config::problems::{Problems, nearest};
 
 /// Longest window: a week.
@@ -127,13 +127,12 @@ pub fn parse(problems: &mut Problems, root: &Map<String, Value>, checks: &[&str]
                 let tz = section.timezone.as_deref().unwrap_or("UTC");
                 match CronSchedule::parse(pattern, tz) {
                     Ok(cron) => When::Recurring { cron, duration },
-                    Err(message) => {
-                        let k = if message.starts_with("unknown time zone") {
-                            "timezone"
-                        } else {
-                            "cron"
+                    Err(error) => {
+                        let k = match error {
+                            CronError::Zone(_) => "timezone",
+                            CronError::Pattern(_) => "cron",
                         };
-                        bad(k, message);
+                        bad(k, error.to_string());
                         continue;
                     }
                 }
