@@ -2,6 +2,8 @@
 //!
 //! | path                 | method        | does                                             |
 //! |----------------------|---------------|--------------------------------------------------|
+//! | `/`                  | GET           | the status page (HTML, live from the event stream: [`status`]) |
+//! | `/api/badges/{check}.svg` | GET      | a check's status as an SVG badge                  |
 //! | `/metrics`           | GET           | Prometheus text exposition (streamed: [`super::metrics`]) |
 //! | `/api/checks`        | GET           | every check's state (JSON)                        |
 //! | `/api/events`        | GET           | the live event stream (Server-Sent Events: [`stream`]) |
@@ -28,7 +30,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::metrics::{self, AdminBody};
-use super::{Context, listing, routes, run, stream};
+use super::{Context, listing, routes, run, status, stream};
 use crate::health::{Drain, DrainMode};
 use crate::scheduler::{PushReport, Refused, Reported};
 
@@ -77,9 +79,20 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
                 Err(message) => text(StatusCode::BAD_REQUEST, &format!("{message}\n")),
             }
         }),
+        "/" => get_only(&method, || {
+            status::page(&ctx.published.load(), &ctx.disabled.load())
+        }),
+        "/status.js" | "/status.css" => get_only(&method, || {
+            status::file(&path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
+        }),
         "/api/checks/run" if method == Method::POST => {
             run::several(&ctx, &method, request.uri().query()).await
         }
+        _ if path.starts_with("/api/badges/") => get_only(&method, || {
+            let file = path.trim_start_matches("/api/badges/");
+            status::badge(&ctx.published.load(), file)
+                .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such check\n"))
+        }),
         _ => match path.strip_prefix("/api/checks/") {
             Some(rest) if rest.ends_with("/report") => {
                 let name = rest.trim_end_matches("/report").to_owned();

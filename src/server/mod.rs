@@ -22,6 +22,7 @@ pub mod listing;
 pub mod metrics;
 pub mod routes;
 pub mod run;
+pub mod status;
 pub mod stream;
 pub mod tls;
 
