@@ -1,8 +1,9 @@
 //! The hot paths, each measured alone: answering verdict endpoints from a
 //! snapshot, publishing a snapshot, recording one result into the state
 //! machine and the metrics model, rendering `/metrics`, loading a large
-//! config, a listener's connection table on accept, and publishing one
-//! event to its consumers. Run: `cargo bench --bench hot_paths`.
+//! config, a listener's connection table on accept, publishing one event
+//! to its consumers, the health score of a snapshot and the status page.
+//! Run: `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use healthgate::config::{Change, Config, load_str};
-use healthgate::health::{Health, Published, Slot};
+use healthgate::health::{Health, Published, Score, Slot};
 use healthgate::probe::{Category, Outcome};
 use healthgate::server::routes;
 use healthgate::telemetry::metrics::Metrics;
@@ -218,8 +219,29 @@ fn event(c: &mut Criterion) {
     group.finish();
 }
 
+/// The score is computed into every snapshot published; the status page
+/// is rendered per request (and per re-render of an open page).
+fn score_and_page(c: &mut Criterion) {
+    let mut group = c.benchmark_group("score");
+    for n in [100, 10_000] {
+        let snapshot = health(n).snapshot();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| black_box(Score::of(black_box(&snapshot.checks))))
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("status page");
+    let snapshot = health(1000).snapshot();
+    group.bench_function("1,000 checks", |b| {
+        b.iter(|| black_box(healthgate::server::status::page(black_box(&snapshot), &[])))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    score_and_page,
     event,
     endpoints,
     publish,

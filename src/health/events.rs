@@ -74,11 +74,13 @@ pub struct MaintenanceChange {
 }
 
 impl MaintenanceChange {
-    /// The changes from the windows `before` to those of `after`: closings, then openings.
+    /// The changes from the windows `before` to those of `after`: closings,
+    /// then openings. A window a reload changed (its checks, its end)
+    /// closes and opens again, so consumers see what it covers now.
     pub fn between(before: &[Open], after: &[Open]) -> Vec<MaintenanceChange> {
         let closed = before
             .iter()
-            .filter(|b| !after.iter().any(|a| a.name == b.name))
+            .filter(|b| !after.contains(b))
             .map(|b| MaintenanceChange {
                 window: b.name.clone(),
                 open: false,
@@ -87,7 +89,7 @@ impl MaintenanceChange {
             });
         let opened = after
             .iter()
-            .filter(|a| !before.iter().any(|b| b.name == a.name))
+            .filter(|a| !before.contains(a))
             .map(|a| MaintenanceChange {
                 window: a.name.clone(),
                 open: true,
@@ -518,5 +520,25 @@ mod tests {
             })
         );
         assert_eq!(event.failing(), Some(true));
+    }
+
+    #[test]
+    fn a_window_changed_by_a_reload_closes_and_opens_again() {
+        let open = |name: &str, checks: Option<&[&str]>| Open {
+            name: name.into(),
+            until: SystemTime::UNIX_EPOCH,
+            checks: checks.map(|c| c.iter().map(|n| Arc::from(*n)).collect()),
+            drain: false,
+        };
+        let before = [open("a", None), open("b", Some(&["db"]))];
+        let after = [open("b", Some(&["db", "api"])), open("c", None)];
+        let changes: Vec<(String, bool)> = MaintenanceChange::between(&before, &after)
+            .into_iter()
+            .map(|c| (c.window.to_string(), c.open))
+            .collect();
+        let expected =
+            [("a", false), ("b", false), ("b", true), ("c", true)].map(|(n, o)| (n.to_owned(), o));
+        assert_eq!(changes, expected);
+        assert!(MaintenanceChange::between(&after, &after).is_empty());
     }
 }
