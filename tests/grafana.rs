@@ -144,6 +144,11 @@ fn series_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// A maintenance window open for the whole test, over the `secure` check:
+/// `healthgate_check_maintenance` exists only while one is.
+const ALWAYS_MAINTAINED: &str = "[[maintenance]]\nname = \"always\"\nstart = \"2020-01-01T00:00:00Z\"\n\
+    end = \"2099-01-01T00:00:00Z\"\nchecks = [\"secure\"]\n";
+
 #[tokio::test]
 async fn rules_reference_only_series_healthgate_exports() {
     // A gateway exporting everything a rule can name: an https check (certificate
@@ -158,7 +163,8 @@ async fn rules_reference_only_series_healthgate_exports() {
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[defaults]\ninterval = \"100ms\"\nfailure_threshold = 1\n\
          [[checks]]\nname = \"secure\"\ntype = \"http\"\nurl = \"https://localhost:{}/ok\"\ntls.ca_file = \"{}\"\n\
          [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n\
-         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{refused}/\"\nattempts = 1\n",
+         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{refused}/\"\nattempts = 1\n\
+         {ALWAYS_MAINTAINED}",
         server.addr.port(),
         ca.display()
     ))
@@ -169,6 +175,7 @@ async fn rules_reference_only_series_healthgate_exports() {
         text.contains("healthgate_tls_cert_not_after_seconds")
             && text.contains("transitions_total")
             && text.contains("healthgate_notifications_total")
+            && text.contains("healthgate_check_maintenance")
     })
     .await;
     let text = get(addr, "/metrics").await.2;
@@ -377,7 +384,8 @@ async fn every_panel_and_rule_works_against_a_real_prometheus() {
          [[checks]]\nname = \"flappy\"\ntype = \"http\"\nurl = \"{}\"\ncritical = false\n\
          on_failure = {{ command = [\"true\"], max_runs = 1000, window = \"1m\" }}\n\
          [[checks]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"{refused}\"\n\
-         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{refused}/\"\nattempts = 1\nmin_interval = \"0s\"\n",
+         [[notifiers]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{refused}/\"\nattempts = 1\nmin_interval = \"0s\"\n\
+         {ALWAYS_MAINTAINED}",
         tls.addr.port(),
         ca.display(),
         flappy.url("/flip")

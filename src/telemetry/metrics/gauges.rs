@@ -194,6 +194,24 @@ pub(super) fn register(meter: &Meter, published: Published) {
     }
     let p = published.clone();
     meter
+        .u64_observable_gauge("healthgate.check.maintenance")
+        .with_description(
+            "1 while an open maintenance window covers the check (no series otherwise): alert rules leave such checks alone.",
+        )
+        .with_callback(move |o| {
+            let snapshot = p.load();
+            if snapshot.maintenance.is_empty() {
+                return;
+            }
+            for c in &snapshot.checks {
+                if snapshot.maintenance.iter().any(|w| w.covers(&c.name)) {
+                    o.observe(1, &check_labels(c));
+                }
+            }
+        })
+        .build();
+    let p = published.clone();
+    meter
         .f64_observable_gauge("healthgate.health.score")
         .with_description(
             "The health score, 0 to 1: healthy >= 0.9, degraded >= 0.7, unhealthy >= 0.4, critical below.",
