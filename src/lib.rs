@@ -26,6 +26,7 @@ pub mod reload;
 pub mod remote;
 pub mod scheduler;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod units;
 
