@@ -194,6 +194,7 @@ fn context() -> Context {
                 closing: Arc::new(tokio::sync::watch::Sender::new(true)),
                 inboxes: crate::scheduler::Inboxes::default(),
                 disabled: Arc::default(),
+                state: None,
                 triggers: crate::scheduler::Triggers::default(),
                 shed: Arc::default(),
                 events: crate::server::stream::Events::default(),

@@ -72,9 +72,11 @@ pub async fn run(
         telemetry::traces::Traces::new(&config.telemetry, resource.clone(), dropped.clone())?
             .map(Arc::new);
     let metrics = Metrics::new(resource, otlp, dropped)?;
+    let state = state::State::open(&config.state);
     let observers = Arc::new(telemetry::Observers {
         metrics: metrics.observer(),
         traces: traces.clone(),
+        state: state.as_ref().map(|s| s.recorder.clone()),
     });
     // Watch before announcing: an edit made once we say we serve is never missed.
     let mut reloader = Reloader::new(path, content, &config.reload);
@@ -93,6 +95,12 @@ pub async fn run(
         identity,
     );
     metrics.watch_acting(consumers.stats());
+    let flusher = state
+        .as_ref()
+        .map(|s| s.start(config.state.flush_interval.get()));
+    if let Some(state) = &state {
+        metrics.watch_state(state.recorder.clone());
+    }
     let mut windows =
         maintenance::Watch::start(config.maintenance.clone(), engine.windows(), engine.wall());
     let metrics = Arc::new(metrics);
@@ -109,6 +117,7 @@ pub async fn run(
         shed,
         events: server::stream::Events::new(engine.events()),
         disabled: Arc::new(ArcSwap::from_pointee(disabled(&config))),
+        state: state.clone(),
     };
     let mut listeners = server::Listeners::start(&config.server, ctx.clone()).await?;
     tracing::info!(checks = count, "started");
@@ -151,6 +160,10 @@ pub async fn run(
         drop(windows);
         drop(engine);
         drop(consumers);
+        drop(flusher);
+        if let Some(state) = &state {
+            state.close().await;
+        }
         metrics.shutdown(TELEMETRY_FLUSH_BUDGET).await;
         if let Some(traces) = traces {
             traces.shutdown(TELEMETRY_FLUSH_BUDGET).await;

@@ -22,6 +22,8 @@ pub struct Config {
     pub acting: crate::events::config::Acting,
     /// Maintenance windows.
     pub maintenance: Vec<crate::maintenance::Window>,
+    /// The state store.
+    pub state: crate::state::StateSection,
 }
 
 /// Listener settings.

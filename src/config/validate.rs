@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "notifiers",
     "actions",
     "maintenance",
+    "state",
 ];
 /// Longest time between two polls of the config file.
 const MAX_POLL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -43,6 +44,7 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
     let reload: Option<ReloadSection> = v.section(&root, "reload");
     let telemetry: Option<TelemetrySection> = v.section(&root, "telemetry");
     let defaults: Option<ScheduleSection> = v.section(&root, "defaults");
+    let state: Option<crate::state::StateSection> = v.section(&root, "state");
     let mut checks = Vec::new();
     match root.get("checks") {
         None => {}
@@ -105,27 +107,30 @@ pub fn validate(raw: Value) -> Result<Config, Vec<Problem>> {
         checks = on;
         off
     };
-    match (server, reload, telemetry, defaults) {
-        (Some(server), Some(reload), Some(telemetry), Some(_)) if v.is_empty() => Ok(Config {
-            server: Server {
-                listen: server.listen,
-                admin_listen: server.admin_listen,
-                grpc_listen: server.grpc_listen,
-                agent_listen: server.agent_listen,
-                shutdown_timeout: server.shutdown_timeout.get(),
-                drain: server.drain,
-                tls: server.tls,
-                admin_tls: server.admin.tls,
-                admin_token,
-                agent_weight_on_warn: server.agent.weight_on_warn,
-            },
-            reload,
-            telemetry,
-            checks,
-            disabled,
-            acting,
-            maintenance,
-        }),
+    match (server, reload, telemetry, defaults, state) {
+        (Some(server), Some(reload), Some(telemetry), Some(_), Some(state)) if v.is_empty() => {
+            Ok(Config {
+                server: Server {
+                    listen: server.listen,
+                    admin_listen: server.admin_listen,
+                    grpc_listen: server.grpc_listen,
+                    agent_listen: server.agent_listen,
+                    shutdown_timeout: server.shutdown_timeout.get(),
+                    drain: server.drain,
+                    tls: server.tls,
+                    admin_tls: server.admin.tls,
+                    admin_token,
+                    agent_weight_on_warn: server.agent.weight_on_warn,
+                },
+                reload,
+                telemetry,
+                checks,
+                disabled,
+                acting,
+                maintenance,
+                state,
+            })
+        }
         _ => Err(v.into_vec()),
     }
 }

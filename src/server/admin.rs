@@ -8,6 +8,7 @@
 //! | `/api/checks`        | GET           | every check's state (JSON)                        |
 //! | `/api/events`        | GET           | the live event stream (Server-Sent Events: [`stream`]) |
 //! | `/api/checks/{name}` | GET           | one check, with its latest runs                   |
+//! | `/api/checks/{name}/history` | GET   | its runs by hour and its status changes, from the state store ([`history`]) |
 //! | `/api/checks/{name}/run` | POST      | run the check now and answer with its result ([`run`]) |
 //! | `/api/checks/run`    | POST          | run a group's checks (`?group=`) or named ones (`?check=`) now |
 //! | `/api/checks/{name}/report` | POST   | a push check's report: `{"status": "pass" \| "warn" \| "fail", "message": "..."}` |
@@ -30,7 +31,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::metrics::{self, AdminBody};
-use super::{Context, listing, routes, run, status, stream};
+use super::{Context, history, listing, routes, run, status, stream};
 use crate::health::{Drain, DrainMode};
 use crate::scheduler::{PushReport, Refused, Reported};
 
@@ -98,6 +99,13 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
                 let name = rest.trim_end_matches("/report").to_owned();
                 report(&ctx, &name, request).await
             }
+            Some(rest) if rest.ends_with("/history") => get_only(&method, || {
+                history::answer(
+                    &ctx,
+                    rest.trim_end_matches("/history"),
+                    request.uri().query(),
+                )
+            }),
             Some(rest) if rest.ends_with("/run") => {
                 run::one(&ctx, &method, rest.trim_end_matches("/run")).await
             }

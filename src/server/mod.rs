@@ -17,6 +17,7 @@ pub mod admin;
 pub mod agent;
 pub mod conns;
 pub mod grpc;
+pub mod history;
 mod listeners;
 pub mod listing;
 pub mod metrics;
@@ -100,6 +101,8 @@ pub struct Context {
     pub events: stream::Events,
     /// The checks written with `enabled = false`, swapped whole on reload.
     pub disabled: Arc<ArcSwap<Vec<listing::Disabled>>>,
+    /// The state store (`/api/checks/{name}/history`), if on.
+    pub state: Option<Arc<crate::state::State>>,
 }
 
 /// The listener settings a reload applies without rebinding.

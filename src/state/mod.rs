@@ -1,6 +1,214 @@
 //! Memory across time: every run rolled up by check and hour, and every
 //! status change, kept in a crash-safe store under `state.dir`
-//! ([`store`]), written in batches off the probe path ([`recorder`]).
+//! ([`store`]), gathered on the collector and written in batches off the
+//! probe path ([`recorder`]). A store that cannot be written (a full disk,
+//! a read-only directory) is logged and counted
+//! (`healthgate_state_write_errors_total`), and the gateway carries on.
 
+pub mod config;
+pub mod recorder;
 pub mod rollup;
 pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+
+pub use config::StateSection;
+pub use recorder::Recorder;
+use rollup::{HOUR, Rollup};
+use store::{Change, Store};
+
+/// Most hourly rows the store keeps, whatever the check count (about
+/// 100 MB): 30 days of 1,388 checks.
+const MAX_ROLLUPS: u64 = 1_000_000;
+/// Time between prunes of what is past the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The store, what feeds it, and the task that writes it.
+pub struct State {
+    dir: PathBuf,
+    store: Mutex<Option<Arc<Store>>>,
+    /// What the collector tells it.
+    pub recorder: Arc<Recorder>,
+    retention: Duration,
+}
+
+impl State {
+    /// Opens the store `section` names (`None` when `state.dir` is unset);
+    /// one that cannot be opened is reported and tried again at each batch.
+    pub fn open(section: &StateSection) -> Option<Arc<Self>> {
+        let dir = section.dir.clone()?;
+        let state = Arc::new(Self {
+            dir,
+            store: Mutex::new(None),
+            recorder: Arc::default(),
+            retention: section.retention.get(),
+        });
+        state.store();
+        Some(state)
+    }
+
+    /// The open store, opening it if it is not.
+    fn store(&self) -> Option<Arc<Store>> {
+        let mut slot = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            match Store::open(&self.dir) {
+                Ok((store, note)) => {
+                    if let Some(note) = note {
+                        tracing::warn!(%note, "state store damaged or of another version");
+                    }
+                    tracing::info!(dir = %self.dir.display(), "state store open");
+                    *slot = Some(Arc::new(store));
+                }
+                Err(error) => {
+                    self.recorder
+                        .stats
+                        .write_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, "state store cannot be opened; history is kept in memory until it can");
+                }
+            }
+        }
+        slot.clone()
+    }
+
+    /// Writes what waits, and every [`PRUNE_EVERY`] prunes; every
+    /// `interval` until dropped.
+    pub fn start(self: &Arc<Self>, interval: Duration) -> Flusher {
+        let state = self.clone();
+        Flusher(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            let mut pruned_at: Option<tokio::time::Instant> = None;
+            loop {
+                ticks.tick().await;
+                state.flush().await;
+                if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    state.prune().await;
+                    pruned_at = Some(tokio::time::Instant::now());
+                }
+            }
+        }))
+    }
+
+    /// Writes what waits now, in one transaction on the blocking pool.
+    pub async fn flush(&self) {
+        let batch = self.recorder.take();
+        if batch.is_empty() {
+            return;
+        }
+        let runs: u64 = batch.rollups.iter().map(|(_, r)| r.runs()).sum();
+        let Some(store) = self.store() else {
+            return;
+        };
+        let stats = self.recorder.clone();
+        let written = tokio::task::spawn_blocking(move || store.write(&batch)).await;
+        match written {
+            Ok(Ok(())) => {
+                stats.stats.runs_written.fetch_add(runs, Ordering::Relaxed);
+            }
+            Ok(Err(error)) => {
+                stats.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, runs, "state batch not written; the gateway carries on");
+            }
+            Err(error) => {
+                stats.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "state batch not written");
+            }
+        }
+    }
+
+    /// Deletes what is past the retention (or past [`MAX_ROLLUPS`] rows).
+    async fn prune(&self) {
+        let Some(store) = self.store() else {
+            return;
+        };
+        let retention = self.retention;
+        let result = tokio::task::spawn_blocking(move || {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let from = now.saturating_sub(retention);
+            let from_hour = from.as_secs() - from.as_secs() % HOUR;
+            let from_us = u64::try_from(from.as_micros()).unwrap_or(0);
+            let (rows, _) = store.prune(from_hour, from_us)?;
+            if rows > MAX_ROLLUPS {
+                // Keep the newest hours that fit: as many as the rows allow.
+                let hours = (retention.as_secs() / HOUR).max(1);
+                let keep = (hours * MAX_ROLLUPS / rows).max(1);
+                let now_hour = now.as_secs() - now.as_secs() % HOUR;
+                store.prune(now_hour.saturating_sub(keep * HOUR), from_us)?;
+            }
+            Ok::<_, store::StoreError>(())
+        })
+        .await;
+        if let Ok(Err(error)) = result {
+            self.recorder
+                .stats
+                .write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, "state store not pruned");
+        }
+    }
+
+    /// `check`'s rollups of hours in `[from, before)`, newest first, at
+    /// most `limit`, what waits for the next batch included; whether there
+    /// are more before the last; and why the store could not be read, if
+    /// it could not (what waits in memory is still given).
+    pub fn history(
+        &self,
+        check: &str,
+        from: u64,
+        before: u64,
+        limit: usize,
+    ) -> (Vec<(u64, Rollup)>, bool, Option<String>) {
+        let mut hours: BTreeMap<u64, Rollup> = BTreeMap::new();
+        let mut unread = None;
+        match self
+            .store()
+            .map(|s| s.history(check, from, before, limit + 1))
+        {
+            Some(Ok(stored)) => {
+                for (hour, r) in stored {
+                    hours.entry(hour).or_default().merge(&r);
+                }
+            }
+            Some(Err(error)) => unread = Some(error.to_string()),
+            None => unread = Some("the state store is not open".to_owned()),
+        }
+        for (hour, r) in self.recorder.pending(check, from, before) {
+            hours.entry(hour).or_default().merge(&r);
+        }
+        let mut newest: Vec<(u64, Rollup)> = hours.into_iter().rev().collect();
+        let more = newest.len() > limit;
+        newest.truncate(limit);
+        (newest, more, unread)
+    }
+
+    /// `check`'s stored status changes in `[from_us, before_us)`, newest first.
+    pub fn changes(&self, check: &str, from_us: u64, before_us: u64, limit: usize) -> Vec<Change> {
+        self.store()
+            .and_then(|s| s.changes(check, from_us, before_us, limit).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes what waits, for a clean stop.
+    pub async fn close(&self) {
+        self.flush().await;
+    }
+}
+
+/// The flushing task; stopped when dropped.
+pub struct Flusher(JoinHandle<()>);
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -24,6 +24,8 @@ pub struct Observers {
     pub metrics: Arc<dyn Observer>,
     /// Emits spans.
     pub traces: Option<Arc<traces::Traces>>,
+    /// Feeds the state store.
+    pub state: Option<Arc<crate::state::Recorder>>,
 }
 
 impl Observer for Observers {
@@ -31,6 +33,9 @@ impl Observer for Observers {
         self.metrics.on_result(check, outcome, transition);
         if let Some(traces) = &self.traces {
             traces.record_run(check, outcome, transition);
+        }
+        if let Some(state) = &self.state {
+            state.record(check, outcome, transition);
         }
     }
 

@@ -184,6 +184,38 @@ impl Metrics {
 
     /// Registers `healthgate_notifications_total{notifier, result}` and
     /// `healthgate_actions_total{check, verdict, action, result}`.
+    /// The state store's counters: batches not written, runs written,
+    /// results dropped while waiting.
+    pub fn watch_state(&self, recorder: Arc<crate::state::Recorder>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let meter = self.provider.meter("healthgate");
+        for (name, description, pick) in [
+            (
+                "healthgate.state.write_errors",
+                "State store batches not written (a full disk, a read-only directory, a store that would not open); the gateway carries on.",
+                (|s: &crate::state::recorder::Stats| s.write_errors.load(Relaxed)) as fn(&_) -> u64,
+            ),
+            (
+                "healthgate.state.runs_written",
+                "Runs written to the state store.",
+                |s| s.runs_written.load(Relaxed),
+            ),
+            (
+                "healthgate.state.dropped",
+                "Results not kept for the state store: more waited for a batch than it holds.",
+                |s| s.dropped.load(Relaxed),
+            ),
+        ] {
+            let recorder = recorder.clone();
+            meter
+                .u64_observable_counter(name)
+                .with_description(description)
+                .with_callback(move |o| o.observe(pick(&recorder.stats), &[]))
+                .build();
+        }
+    }
+
+    /// Notifications and actions, from the consumers' counters.
     pub fn watch_acting(&self, stats: Arc<crate::events::Stats>) {
         use crate::events::stats::For;
         let meter = self.provider.meter("healthgate");
