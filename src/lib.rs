@@ -272,6 +272,14 @@ async fn apply(
         );
         note = "; telemetry.* changed: needs a restart".to_owned();
     }
+    if new.state != current.state {
+        new.state = current.state.clone();
+        tracing::warn!(
+            key = "state",
+            "state settings changed: they need a restart to take effect"
+        );
+        note.push_str("; state.* changed: needs a restart");
+    }
     let diff = engine
         .apply(std::mem::take(&mut new.checks), |diff| {
             record(true, format!("applied: {diff}{note}"))
