@@ -95,6 +95,23 @@ enum Command {
         #[arg(default_value = "/livez", value_parser = ["/livez", "/readyz", "/startupz", "/health"])]
         path: String,
     },
+    /// Print what the state store holds: each check's runs by hour and its
+    /// status changes. Reads the store's file (`state.dir`), whether or not
+    /// the gateway is running (then up to its last batch). Exit 2 when the
+    /// config is invalid or there is no store.
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this check (repeatable). Default: every configured check.
+        #[arg(long = "check", value_name = "NAME")]
+        checks: Vec<String>,
+        /// How far back.
+        #[arg(long, default_value = "24h")]
+        last: humantime::Duration,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load and validate the config; exit 2 listing every problem.
     Validate(ConfigArg),
     /// Run the gateway beside a toy upstream whose health can be toggled.
@@ -137,6 +154,44 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> ExitCode {
     match command {
+        Command::History {
+            config,
+            checks,
+            last,
+            json,
+        } => {
+            let loaded = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let Some(dir) = &loaded.state.dir else {
+                eprintln!(
+                    "healthgate: no history: state.dir is not set in {}",
+                    config.config.display()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            let checks = if checks.is_empty() {
+                loaded
+                    .checks
+                    .iter()
+                    .chain(&loaded.disabled)
+                    .map(|c| c.name.to_string())
+                    .collect()
+            } else {
+                checks
+            };
+            match healthgate::state::report::history(dir, &checks, *last, json) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("healthgate: {error}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         Command::Validate(arg) => match load(&arg) {
             Ok(config) => {
                 println!(

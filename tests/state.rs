@@ -47,22 +47,52 @@ fn stored_runs(dir: &Path, checks: usize) -> u64 {
         .sum()
 }
 
+/// `healthgate history --config path args...`: its output (it must exit 0).
+fn history_cli(config: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .arg("history")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn a_kill_in_a_burst_of_writes_loses_at_most_the_last_batch() {
     let state = tempfile::tempdir().unwrap();
     let n = 20;
-    let gw = start_gateway(&toml(state.path(), n)).await;
+    let mut gw = start_gateway(&toml(state.path(), n)).await;
     eventually(WITHIN, "several batches written", || async {
         counter(&gw, "healthgate_state_runs_written_total").await >= 400
     })
     .await;
     let written = counter(&gw, "healthgate_state_runs_written_total").await;
     gw.signal(Signal::SIGKILL);
+    let config = gw.config_path();
+    let _dir = std::mem::replace(&mut gw.dir, tempfile::tempdir().unwrap());
     drop(gw);
     // Opens (no repair to make, nothing set aside) with every run written
     // before the last scrape, and maybe a batch more.
     let stored = stored_runs(state.path(), n);
     assert!(stored >= written, "stored {stored} of {written} written");
+    // `healthgate history` reads the same, with the gateway stopped...
+    let printed = history_cli(&config, &["--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    let runs: u64 = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["hours"].as_array().unwrap())
+        .map(|h| h["runs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(runs, stored);
     // The gateway starts on it again and serves its history.
     let gw = start_gateway(&toml(state.path(), n)).await;
     let (status, _, body) = get(gw.admin, "/api/checks/c0/history").await;
@@ -74,6 +104,9 @@ async fn a_kill_in_a_burst_of_writes_loses_at_most_the_last_batch() {
         "{:?}",
         gw.logs()
     );
+    // ... and beside the running one.
+    let printed = history_cli(&config, &["--check", "c0"]);
+    assert!(printed.starts_with("c0  "), "{printed}");
     let aside = std::fs::read_dir(state.path())
         .unwrap()
         .flatten()

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod recorder;
+pub mod report;
 pub mod rollup;
 pub mod store;
 
