@@ -234,7 +234,13 @@ fn score_and_page(c: &mut Criterion) {
     let mut group = c.benchmark_group("status page");
     let snapshot = health(1000).snapshot();
     group.bench_function("1,000 checks", |b| {
-        b.iter(|| black_box(healthgate::server::status::page(black_box(&snapshot), &[])))
+        b.iter(|| {
+            black_box(healthgate::server::status::page(
+                black_box(&snapshot),
+                &[],
+                None,
+            ))
+        })
     });
     group.finish();
 }

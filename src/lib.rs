@@ -97,7 +97,7 @@ pub async fn run(
     metrics.watch_acting(consumers.stats());
     let flusher = state
         .as_ref()
-        .map(|s| s.start(config.state.flush_interval.get()));
+        .map(|s| s.start(config.state.flush_interval.get(), engine.published()));
     if let Some(state) = &state {
         metrics.watch_state(state.recorder.clone());
     }

@@ -38,7 +38,7 @@ fn stored_runs(dir: &Path, checks: usize) -> u64 {
     let db = healthgate::state::store::open_read_only(dir).unwrap();
     (0..checks)
         .map(|i| {
-            healthgate::state::store::history(&db, &format!("c{i}"), 0, u64::MAX, 10_000)
+            db.history(&format!("c{i}"), 0, u64::MAX, 10_000)
                 .unwrap()
                 .iter()
                 .map(|(_, r)| r.runs())
@@ -221,6 +221,19 @@ async fn history_counts_each_run_once() {
     })
     .await;
     assert_eq!(runs().await, 1, "once, not once waiting and once written");
+    // Uptime: the share of runs that passed, and of time each verdict was 200.
+    eventually(WITHIN, "uptime counted", || async {
+        let (_, _, body) = get(gw.admin, "/api/checks").await;
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["checks"][0]["uptime"]["1h"] == 1.0
+            && doc["uptime"]["readiness"]["24h"]
+                .as_f64()
+                .is_some_and(|u| (0.0..=1.0).contains(&u))
+    })
+    .await;
+    let (_, headers, badge) = get(gw.admin, "/api/badges/yearly.svg?uptime=24h").await;
+    assert_eq!(headers["content-type"], "image/svg+xml");
+    assert!(badge.contains("yearly 24h: 100.00%"), "{badge}");
     let (status, _, body) = get(gw.admin, "/api/checks/yearly/history?since=500d").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(get(gw.admin, "/api/checks/nope/history").await.0, 404);

@@ -75,13 +75,25 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
                     let snapshot = ctx.published.load();
                     let drain = drain_json(snapshot.drain.as_ref());
                     let disabled = ctx.disabled.load();
-                    json_response(&listing::checks(&snapshot, &disabled, &filter, drain))
+                    let uptimes = ctx.state.as_ref().map(|s| s.uptimes());
+                    json_response(&listing::checks(
+                        &snapshot,
+                        &disabled,
+                        &filter,
+                        drain,
+                        uptimes.as_deref(),
+                    ))
                 }
                 Err(message) => text(StatusCode::BAD_REQUEST, &format!("{message}\n")),
             }
         }),
         "/" => get_only(&method, || {
-            status::page(&ctx.published.load(), &ctx.disabled.load())
+            let uptimes = ctx.state.as_ref().map(|s| s.uptimes());
+            status::page(
+                &ctx.published.load(),
+                &ctx.disabled.load(),
+                uptimes.as_deref(),
+            )
         }),
         "/status.js" | "/status.css" => get_only(&method, || {
             status::file(&path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
@@ -91,8 +103,14 @@ async fn answer(ctx: Context, request: Request<Incoming>) -> Response<Full<Bytes
         }
         _ if path.starts_with("/api/badges/") => get_only(&method, || {
             let file = path.trim_start_matches("/api/badges/");
-            status::badge(&ctx.published.load(), file)
-                .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such check\n"))
+            let uptimes = ctx.state.as_ref().map(|s| s.uptimes());
+            status::badge(
+                &ctx.published.load(),
+                file,
+                request.uri().query(),
+                uptimes.as_deref(),
+            )
+            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such check\n"))
         }),
         _ => match path.strip_prefix("/api/checks/") {
             Some(rest) if rest.ends_with("/report") => {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Check, Meta};
 use crate::health::{CheckView, Group, Groups, LastRun, Score, Snapshot, Verdict};
+use crate::state::Uptimes;
 
 /// Most `tag=` a query may give.
 const MAX_TAGS: usize = 16;
@@ -97,13 +98,26 @@ pub fn group(name: &str) -> Result<Group, String> {
         .ok_or_else(|| "group must be liveness, readiness or startup".to_owned())
 }
 
-/// `GET /api/checks`.
-pub fn checks(snapshot: &Snapshot, disabled: &[Disabled], filter: &Filter, drain: Value) -> Value {
+/// `GET /api/checks`; with the state store on, each check's uptime and
+/// the verdicts' (`uptimes`).
+pub fn checks(
+    snapshot: &Snapshot,
+    disabled: &[Disabled],
+    filter: &Filter,
+    drain: Value,
+    uptimes: Option<&Uptimes>,
+) -> Value {
     let mut checks: Vec<Value> = snapshot
         .checks
         .iter()
         .filter(|c| filter.admits(c.groups, &c.meta))
-        .map(|c| check_json(c, false))
+        .map(|c| {
+            let mut out = check_json(c, false);
+            if let Some(uptimes) = uptimes {
+                out["uptime"] = uptime_json(uptimes.get(&c.name));
+            }
+            out
+        })
         .collect();
     checks.extend(
         disabled
@@ -111,7 +125,7 @@ pub fn checks(snapshot: &Snapshot, disabled: &[Disabled], filter: &Filter, drain
             .filter(|d| filter.admits(d.groups, &d.meta))
             .map(disabled_json),
     );
-    json!({
+    let mut doc = json!({
         "started": snapshot.started,
         "score": score_json(&snapshot.score),
         "liveness": verdict(&snapshot.liveness),
@@ -125,7 +139,30 @@ pub fn checks(snapshot: &Snapshot, disabled: &[Disabled], filter: &Filter, drain
             "drain": w.drain,
         })).collect::<Vec<_>>(),
         "checks": checks,
-    })
+    });
+    if let Some(uptimes) = uptimes {
+        doc["uptime"] = Group::ALL
+            .iter()
+            .map(|g| {
+                (
+                    g.as_str().to_owned(),
+                    uptime_json(uptimes.get(g.endpoint())),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    doc
+}
+
+/// Uptime over each window, `null` where nothing was recorded.
+pub fn uptime_json(uptime: Option<&[Option<f64>; 4]>) -> Value {
+    crate::state::uptime::WINDOWS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| ((*name).to_owned(), json!(uptime.and_then(|u| u[i]))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// The score as the APIs show it.
@@ -267,7 +304,20 @@ mod tests {
             critical: false,
             meta: tagged(&["db"]),
         };
-        let doc = checks(&s, &[off], &Filter::default(), json!({"draining": false}));
+        let mut uptimes = Uptimes::new();
+        uptimes.insert(Arc::from("api"), [Some(0.5), Some(0.9), None, None]);
+        let doc = checks(
+            &s,
+            &[off],
+            &Filter::default(),
+            json!({"draining": false}),
+            Some(&uptimes),
+        );
+        assert_eq!(
+            doc["checks"][0]["uptime"],
+            json!({"1h": 0.5, "24h": 0.9, "7d": null, "30d": null})
+        );
+        assert_eq!(doc["uptime"]["readiness"]["1h"], Value::Null);
         assert_eq!(doc["readiness"]["ok"], false, "{doc}");
         assert_eq!(doc["liveness"]["ok"], false, "{doc}");
         assert_eq!(doc["startup"]["ok"], true, "{doc}");
@@ -314,7 +364,7 @@ mod tests {
         Arc::make_mut(&mut s.checks[1]).meta = tagged(&["team=orders"]);
         let list = |query: &str| {
             let filter = Filter::parse(Some(query)).unwrap();
-            listed(&checks(&s, &[], &filter, Value::Null))
+            listed(&checks(&s, &[], &filter, Value::Null, None))
                 .into_iter()
                 .map(str::to_owned)
                 .collect::<Vec<_>>()

@@ -10,14 +10,18 @@ pub mod recorder;
 pub mod report;
 pub mod rollup;
 pub mod store;
+pub mod uptime;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
+
+use crate::health::Published;
 
 pub use config::StateSection;
 pub use recorder::Recorder;
@@ -29,6 +33,15 @@ use store::{Change, Store};
 const MAX_ROLLUPS: u64 = 1_000_000;
 /// Time between prunes of what is past the retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Time between computations of every check's uptime, per check (each
+/// reads up to 721 hourly rows): 10 s at 1,000 checks, at least one batch
+/// and at most a minute apart.
+const UPTIME_PER_CHECK: Duration = Duration::from_millis(10);
+/// Longest time between computations of the uptimes.
+const UPTIME_AT_MOST: Duration = Duration::from_secs(60);
+
+/// Each name's uptime over [`uptime::WINDOWS`].
+pub type Uptimes = HashMap<Arc<str>, [Option<f64>; 4]>;
 
 /// The store, what feeds it, and the task that writes it.
 pub struct State {
@@ -37,6 +50,9 @@ pub struct State {
     /// What the collector tells it.
     pub recorder: Arc<Recorder>,
     retention: Duration,
+    /// Uptime of every check and verdict, refreshed every
+    /// [`UPTIME_PER_CHECK`] per check.
+    uptimes: ArcSwap<Uptimes>,
 }
 
 impl State {
@@ -49,6 +65,7 @@ impl State {
             store: Mutex::new(None),
             recorder: Arc::default(),
             retention: section.retention.get(),
+            uptimes: ArcSwap::default(),
         });
         state.store();
         Some(state)
@@ -78,24 +95,76 @@ impl State {
         slot.clone()
     }
 
-    /// Writes what waits, and every [`PRUNE_EVERY`] prunes; every
-    /// `interval` until dropped.
-    pub fn start(self: &Arc<Self>, interval: Duration) -> Flusher {
+    /// Every `interval` until dropped: samples the verdicts of
+    /// `published`, writes what waits, and every [`PRUNE_EVERY`] prunes and
+    /// every [`UPTIME_PER_CHECK`] per check computes the uptimes.
+    pub fn start(self: &Arc<Self>, interval: Duration, published: Published) -> Flusher {
         let state = self.clone();
         Flusher(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
+            let mut last = tokio::time::Instant::now();
             let mut pruned_at: Option<tokio::time::Instant> = None;
+            let mut counted_at: Option<tokio::time::Instant> = None;
             loop {
                 ticks.tick().await;
+                state
+                    .recorder
+                    .sample_verdicts(&published.load(), last.elapsed());
+                last = tokio::time::Instant::now();
                 state.flush().await;
                 if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                     state.prune().await;
                     pruned_at = Some(tokio::time::Instant::now());
                 }
+                let checks = u32::try_from(published.load().checks.len()).unwrap_or(u32::MAX);
+                let every =
+                    (UPTIME_PER_CHECK * checks).clamp(interval, UPTIME_AT_MOST.max(interval));
+                if counted_at.is_none_or(|at| at.elapsed() >= every) {
+                    state.count_uptimes(&published).await;
+                    counted_at = Some(tokio::time::Instant::now());
+                }
             }
         }))
+    }
+
+    /// Computes the uptime of every check of `published` and of each verdict.
+    async fn count_uptimes(self: &Arc<Self>, published: &Published) {
+        let mut names: Vec<Arc<str>> = published
+            .load()
+            .checks
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        names.extend(["/livez", "/readyz", "/startupz"].map(Arc::from));
+        let state = self.clone();
+        let counted = tokio::task::spawn_blocking(move || {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let now_hour = now - now % HOUR;
+            let from = now_hour.saturating_sub(uptime::WINDOWS[3].1 * HOUR);
+            let limit = usize::try_from(uptime::WINDOWS[3].1 + 1).unwrap_or(usize::MAX);
+            names
+                .into_iter()
+                .map(|name| {
+                    let (hours, _, _) = state.history(&name, from, u64::MAX, limit);
+                    let up = uptime::of(&hours, now_hour);
+                    (name, up)
+                })
+                .collect::<Uptimes>()
+        })
+        .await;
+        if let Ok(uptimes) = counted {
+            self.uptimes.store(Arc::new(uptimes));
+        }
+    }
+
+    /// Every check's and verdict's uptime, as last computed.
+    pub fn uptimes(&self) -> Arc<Uptimes> {
+        self.uptimes.load_full()
     }
 
     /// Writes what waits now, in one transaction on the blocking pool.
@@ -104,7 +173,13 @@ impl State {
         if batch.is_empty() {
             return;
         }
-        let runs: u64 = batch.rollups.iter().map(|(_, r)| r.runs()).sum();
+        // Verdicts' rollups count milliseconds, not runs.
+        let runs: u64 = batch
+            .rollups
+            .iter()
+            .filter(|((name, _), _)| !name.starts_with('/'))
+            .map(|(_, r)| r.runs())
+            .sum();
         let Some(store) = self.store() else {
             return;
         };

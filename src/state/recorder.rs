@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::rollup::{Result as Ran, Rollup};
 use super::store::{Batch, hour_of};
-use crate::health::{CheckView, Status, Transition};
+use crate::health::{CheckView, Snapshot, Status, Transition};
 use crate::probe::Outcome;
 
 /// Most rollups (check-hours) or status changes waiting for a batch.
@@ -80,6 +80,30 @@ impl Recorder {
                 pending
                     .transitions
                     .push((check.name.clone(), at, t.from, t.to));
+            }
+        }
+    }
+
+    /// Counts `elapsed` milliseconds of each verdict as ok (`pass`) or not
+    /// (`fail`) in the rollup of `/livez`, `/readyz` and `/startupz`: their
+    /// uptime is time-based, sampled at each batch.
+    pub fn sample_verdicts(&self, snapshot: &Snapshot, elapsed: Duration) {
+        let ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
+        let hour = hour_of(SystemTime::now());
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for (endpoint, ok) in [
+            ("/livez", snapshot.liveness.ok),
+            ("/readyz", snapshot.readiness.ok),
+            ("/startupz", snapshot.startup.ok),
+        ] {
+            let rollup = pending
+                .rollups
+                .entry((Arc::from(endpoint), hour))
+                .or_default();
+            if ok {
+                rollup.pass = rollup.pass.saturating_add(ms);
+            } else {
+                rollup.fail = rollup.fail.saturating_add(ms);
             }
         }
     }

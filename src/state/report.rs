@@ -37,9 +37,12 @@ pub fn history(
     let mut docs = Vec::new();
     let mut text = String::new();
     for check in checks {
-        let hours = store::history(&db, check, from_hour, u64::MAX, MAX_HOURS).map_err(db_error)?;
-        let changes =
-            store::changes(&db, check, from_us, u64::MAX, MAX_CHANGES).map_err(db_error)?;
+        let hours = db
+            .history(check, from_hour, u64::MAX, MAX_HOURS)
+            .map_err(db_error)?;
+        let changes = db
+            .changes(check, from_us, u64::MAX, MAX_CHANGES)
+            .map_err(db_error)?;
         if json {
             docs.push(json!({
                 "check": check,

@@ -244,16 +244,65 @@ impl Store {
     }
 }
 
-/// Opens the store in `dir` to read, beside a gateway writing it (or not).
-pub fn open_read_only(dir: &Path) -> Result<redb::ReadOnlyDatabase, StoreError> {
+/// The store opened to read.
+pub enum Reader {
+    /// Beside the gateway writing it.
+    Shared(redb::ReadOnlyDatabase),
+    /// Alone: a file left by a killed gateway is repaired first, which
+    /// takes the writer's place.
+    Repaired(Database),
+}
+
+/// Opens the store in `dir` to read, beside a gateway writing it or not.
+pub fn open_read_only(dir: &Path) -> Result<Reader, StoreError> {
     let path = dir.join(FILE);
-    Builder::new()
+    let error = |e: redb::DatabaseError| StoreError::Db {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    match Builder::new()
         .set_concurrency_mode(ConcurrencyMode::SingleWriter)
         .open_read_only(&path)
-        .map_err(|e| StoreError::Db {
-            path,
-            message: e.to_string(),
-        })
+    {
+        Ok(db) => Ok(Reader::Shared(db)),
+        // No writer has it open and it was not closed cleanly: repair it.
+        Err(redb::DatabaseError::RepairAborted) => Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .open(&path)
+            .map(Reader::Repaired)
+            .map_err(error),
+        Err(e) => Err(error(e)),
+    }
+}
+
+impl Reader {
+    /// See [`history`].
+    pub fn history(
+        &self,
+        check: &str,
+        from: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Rollup)>, redb::Error> {
+        match self {
+            Reader::Shared(db) => history(db, check, from, before, limit),
+            Reader::Repaired(db) => history(db, check, from, before, limit),
+        }
+    }
+
+    /// See [`changes`].
+    pub fn changes(
+        &self,
+        check: &str,
+        from_us: u64,
+        before_us: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>, redb::Error> {
+        match self {
+            Reader::Shared(db) => changes(db, check, from_us, before_us, limit),
+            Reader::Repaired(db) => changes(db, check, from_us, before_us, limit),
+        }
+    }
 }
 
 /// `check`'s rollups of hours in `[from, before)`, newest first, at most `limit`.

@@ -22,6 +22,7 @@ pub use badge::badge;
 use super::listing::Disabled;
 use crate::health::{CheckView, Group, LastRun, Snapshot, Status, Verdict};
 use crate::probe::result_name;
+use crate::state::Uptimes;
 
 /// The page's script.
 const SCRIPT: &str = include_str!("status.js");
@@ -31,8 +32,15 @@ const STYLE: &str = include_str!("status.css");
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// `GET /`.
-pub fn page(snapshot: &Snapshot, disabled: &[Disabled]) -> Response<Full<Bytes>> {
-    let mut response = asset(render(snapshot, disabled), "text/html; charset=utf-8");
+pub fn page(
+    snapshot: &Snapshot,
+    disabled: &[Disabled],
+    uptimes: Option<&Uptimes>,
+) -> Response<Full<Bytes>> {
+    let mut response = asset(
+        render(snapshot, disabled, uptimes),
+        "text/html; charset=utf-8",
+    );
     response
         .headers_mut()
         .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
@@ -62,7 +70,7 @@ fn asset(body: String, kind: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// The page's HTML.
-fn render(s: &Snapshot, disabled: &[Disabled]) -> String {
+fn render(s: &Snapshot, disabled: &[Disabled], uptimes: Option<&Uptimes>) -> String {
     let mut out = String::with_capacity(4096 + 512 * s.checks.len());
     out.push_str(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -110,17 +118,18 @@ fn render(s: &Snapshot, disabled: &[Disabled]) -> String {
     }
     out.push_str(
         "<table class=\"checks\"><thead><tr><th></th><th>Check</th><th>Status</th>\
-         <th>Since</th><th>Recent runs</th><th>Last result</th></tr></thead><tbody>",
+         <th>Since</th><th>Recent runs</th><th>Uptime 24h</th><th>Last result</th></tr></thead><tbody>",
     );
     for c in &s.checks {
-        check(&mut out, c);
+        let up = uptimes.and_then(|u| u.get(&c.name)).and_then(|u| u[1]);
+        check(&mut out, c, up);
     }
     for d in disabled {
         let _ = write!(
             out,
             "<tr class=\"check disabled\" data-check=\"{name}\"><td class=\"dot\"></td>\
              <td class=\"name\">{name}{meta}</td><td class=\"status\">disabled</td>\
-             <td></td><td></td><td></td></tr>",
+             <td></td><td></td><td></td><td></td></tr>",
             name = escape(&d.name),
             meta = meta(&d.meta),
         );
@@ -147,7 +156,7 @@ fn verdict(out: &mut String, group: Group, v: &Verdict) {
     );
 }
 
-fn check(out: &mut String, c: &CheckView) {
+fn check(out: &mut String, c: &CheckView, uptime: Option<f64>) {
     let status = c.status.as_str();
     let _ = write!(
         out,
@@ -174,7 +183,12 @@ fn check(out: &mut String, c: &CheckView) {
         );
     }
     let last = c.last().map_or("no result yet", |r: &LastRun| &*r.message);
-    let _ = write!(out, "</td><td class=\"message\">{}</td></tr>", escape(last));
+    let up = uptime.map_or_else(|| "–".to_owned(), |u| format!("{:.2} %", u * 100.0));
+    let _ = write!(
+        out,
+        "</td><td class=\"uptime\">{up}</td><td class=\"message\">{}</td></tr>",
+        escape(last)
+    );
 }
 
 fn meta(meta: &crate::config::Meta) -> String {
@@ -239,12 +253,15 @@ mod tests {
         run.message = "<script>alert(1)</script> \"quoted\"".into();
         hostile.recent = std::sync::Arc::new([run]);
         s.checks[0] = std::sync::Arc::new(hostile);
-        let response = page(&s, &[]);
+        let response = page(&s, &[], None);
         let policy = response.headers()[CONTENT_SECURITY_POLICY]
             .to_str()
             .unwrap();
         assert!(policy.contains("script-src 'self'") && policy.starts_with("default-src 'none'"));
-        let html = render(&s, &[]);
+        let mut uptimes = Uptimes::new();
+        uptimes.insert("cache".into(), [None, Some(0.99951), None, None]);
+        let html = render(&s, &[], Some(&uptimes));
+        assert!(html.contains("<td class=\"uptime\">99.95 %</td>"), "{html}");
         assert!(
             html.contains("<tr class=\"check fail\" data-check=\"api\">"),
             "{html}"
