@@ -9,7 +9,8 @@ with like. Prints a Markdown report on stdout; progress goes to stderr.
 
 Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (per round, default 10),
 BENCH_PROBE_COUNTS (default "100,1000,10000"), BENCH_ONLY=acting (only
-section 5, acting on health).
+section 5, acting on health), BENCH_ONLY=state (only section 6, the state
+store).
 """
 
 import http.client
@@ -558,9 +559,71 @@ def report_acting(rows):
           f"`/readyz` throughput **{every['rps'] / base['rps'] * 100 - 100:+.1f} %** (budget: within 5 %).")
 
 
+STATE_CHECKS = 1000
+
+
+def state_store():
+    """STATE_CHECKS HTTP checks every 1 s, without and with the state store
+    (flushed every 10 s, as by default), alternated ACTING_ALTERNATIONS times:
+    CPU per probe from the windows as in section 2, peak RSS over them, and
+    the store's file size and rows at the end."""
+    target, target_port = nginx(1, "target-state")
+    checks = http_checks(STATE_CHECKS, target_port)
+    runs_of = {"store off": [], "store on": []}
+    plan = [("store off", False), ("store on", True)] * ACTING_ALTERNATIONS
+    for turn, (label, on) in enumerate(plan):
+        store = os.path.join(WORK, f"state-{turn}")
+        extra = f'[state]\ndir = "{store}"\n' if on else ""
+        gate, _, admin, _ = healthgate(checks, 0, f"gate-state-{turn}", extra=extra)
+        time.sleep(5)
+        windows, rss = [], 0.0
+        for _ in range(ROUNDS):
+            c0, r0, t0 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
+            time.sleep(SECONDS)
+            c1, r1, t1 = cpu_seconds(gate.pid), nginx_requests(target_port), time.monotonic()
+            windows.append((r1 - r0 - 1, c1 - c0, t1 - t0))
+            rss = max(rss, rss_mb(gate.pid))
+        _, body = get(admin, "/metrics", timeout=30)
+        stop(gate)
+        written = sum(float(v) for v in re.findall(r'^healthgate_state_runs_written_total (\S+)$', body.decode(), re.M))
+        size = os.path.getsize(os.path.join(store, "healthgate.redb")) / 1e6 if on else 0.0
+        probes, cpu, seconds = (sum(w[i] for w in windows) for i in range(3))
+        run = {"probes_per_s": probes / seconds, "cpu_per_1000": cpu / probes * 1000, "rss": rss,
+               "written": written, "size_mb": size}
+        runs_of[label].append(run)
+        log(f"   {label}: {run}")
+    stop(target)
+    return {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"runs": runs}
+            for label, runs in runs_of.items()}
+
+
+def report_state(rows):
+    print(f"\n### 6. The state store ({STATE_CHECKS} HTTP checks every 1 s, batches every 10 s)\n")
+    print("| store | probes/s | CPU-s per 1000 probes | peak RSS MB | runs written | file MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, r in rows.items():
+        print(f"| {label} | {r['probes_per_s']:.0f} | {r['cpu_per_1000']:.3f} | {r['rss']:.1f} | "
+              f"{r['written']:.0f} | {r['size_mb']:.2f} |")
+    off, on = rows["store off"], rows["store on"]
+    print(f"\nMedians of {len(off['runs'])} runs of each, alternated. Per run, CPU-s per 1000 probes: "
+          + "; ".join(f"{label} " + ", ".join(f"{r['cpu_per_1000']:.3f}" for r in rows[label]['runs'])
+                      for label in rows) + ".")
+    print(f"\nStore on: CPU per probe **{on['cpu_per_1000'] / off['cpu_per_1000'] * 100 - 100:+.1f} %** "
+          f"(budget: within 10 %), peak RSS **{on['rss'] - off['rss']:+.1f} MB** (budget: within 10 MB).")
+
+
 def main():
     if not os.path.exists(BIN):
         raise SystemExit(f"build {BIN} first: cargo build --release")
+    if os.environ.get("BENCH_ONLY") == "state":
+        try:
+            rows = state_store()
+        finally:
+            for p in children:
+                stop(p)
+        print(f"Medians of {ROUNDS} rounds of {SECONDS} s. Servers on CPU 0, wrk and targets on CPU 1.")
+        report_state(rows)
+        return
     if os.environ.get("BENCH_ONLY") == "acting":
         try:
             rows = acting()

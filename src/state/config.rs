@@ -24,7 +24,7 @@ pub struct StateSection {
     pub flush_interval: Positive<300>,
     /// How long history is kept, at most `"400d"`. Default `"30d"`. With
     /// more than 1,388 checks, fewer hours are kept so that the store stays
-    /// under 1,000,000 hourly rows (about 100 MB).
+    /// under 1,000,000 hourly rows (about 90 MB).
     #[serde(default = "retention")]
     pub retention: Positive<{ 400 * 86_400 }>,
 }

@@ -28,9 +28,13 @@ pub use recorder::Recorder;
 use rollup::{HOUR, Rollup};
 use store::{Change, Store};
 
-/// Most hourly rows the store keeps, whatever the check count (about
-/// 100 MB): 30 days of 1,388 checks.
+/// Most hourly rows the store keeps, whatever the check count: 30 days of
+/// 1,388 checks. With [`MAX_TRANSITIONS`], about 180 MB at most (a row
+/// takes about 90 bytes once compacted).
 const MAX_ROLLUPS: u64 = 1_000_000;
+/// Most status changes the store keeps, whatever the check count: past it
+/// (checks flapping for days), the oldest hours of changes go first.
+const MAX_TRANSITIONS: u64 = 1_000_000;
 /// Time between prunes of what is past the retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Time between computations of every check's uptime, per check (each
@@ -213,14 +217,20 @@ impl State {
             let from = now.saturating_sub(retention);
             let from_hour = from.as_secs() - from.as_secs() % HOUR;
             let from_us = u64::try_from(from.as_micros()).unwrap_or(0);
-            let (rows, _) = store.prune(from_hour, from_us)?;
+            let (rows, _) = store.prune(from_hour, from_us, MAX_TRANSITIONS)?;
             if rows > MAX_ROLLUPS {
                 // Keep the newest hours that fit: as many as the rows allow.
                 let hours = (retention.as_secs() / HOUR).max(1);
                 let keep = (hours * MAX_ROLLUPS / rows).max(1);
                 let now_hour = now.as_secs() - now.as_secs() % HOUR;
-                store.prune(now_hour.saturating_sub(keep * HOUR), from_us)?;
+                store.prune(
+                    now_hour.saturating_sub(keep * HOUR),
+                    from_us,
+                    MAX_TRANSITIONS,
+                )?;
             }
+            // Pruned and rewritten rows leave free pages: given back.
+            store.compact()?;
             Ok::<_, store::StoreError>(())
         })
         .await;
