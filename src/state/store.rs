@@ -346,23 +346,9 @@ pub fn history(
     before: u64,
     limit: usize,
 ) -> Result<Vec<(u64, Rollup)>, redb::Error> {
-    let tx = db.begin_read()?;
-    let table = match tx.open_table(ROLLUPS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = Vec::new();
-    for entry in table.range((check, from)..(check, before))?.rev() {
-        let (key, value) = entry?;
-        if let Some(rollup) = Rollup::decode(value.value()) {
-            out.push((key.value().1, rollup));
-        }
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Ok(out)
+    newest(db, ROLLUPS, (check, from, before), limit, |hour, value| {
+        Rollup::decode(value).map(|r| (hour, r))
+    })
 }
 
 /// `check`'s status changes in `[from_us, before_us)`, newest first, at most `limit`.
@@ -373,26 +359,45 @@ pub fn changes(
     before_us: u64,
     limit: usize,
 ) -> Result<Vec<Change>, redb::Error> {
+    newest(
+        db,
+        TRANSITIONS,
+        (check, from_us, before_us),
+        limit,
+        |at_us, value| match *value {
+            [from, to] => Some(Change {
+                at_us,
+                from: status(from)?,
+                to: status(to)?,
+            }),
+            _ => None,
+        },
+    )
+}
+
+/// The rows of `table` for `(check, [from, before))`, newest first, at
+/// most `limit`, each decoded (a row that does not decode is skipped).
+fn newest<T>(
+    db: &impl ReadableDatabase,
+    table: TableDefinition<(&str, u64), &[u8]>,
+    (check, from, before): (&str, u64, u64),
+    limit: usize,
+    decode: impl Fn(u64, &[u8]) -> Option<T>,
+) -> Result<Vec<T>, redb::Error> {
     let tx = db.begin_read()?;
-    let table = match tx.open_table(TRANSITIONS) {
+    let table = match tx.open_table(table) {
         Ok(table) => table,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
-    for entry in table.range((check, from_us)..(check, before_us))?.rev() {
-        let (key, value) = entry?;
-        if let [from, to] = *value.value()
-            && let (Some(from), Some(to)) = (status(from), status(to))
-        {
-            out.push(Change {
-                at_us: key.value().1,
-                from,
-                to,
-            });
-        }
+    for entry in table.range((check, from)..(check, before))?.rev() {
         if out.len() >= limit {
             break;
+        }
+        let (key, value) = entry?;
+        if let Some(row) = decode(key.value().1, value.value()) {
+            out.push(row);
         }
     }
     Ok(out)
