@@ -47,10 +47,21 @@ const UPTIME_AT_MOST: Duration = Duration::from_secs(60);
 /// Each name's uptime over [`uptime::WINDOWS`].
 pub type Uptimes = HashMap<Arc<str>, [Option<f64>; 4]>;
 
+/// Least time between two attempts to open a store that would not open.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// The store once open, and the last attempt to open it.
+#[derive(Default)]
+struct Slot {
+    store: Option<Arc<Store>>,
+    tried: Option<tokio::time::Instant>,
+    failing: bool,
+}
+
 /// The store, what feeds it, and the task that writes it.
 pub struct State {
     dir: PathBuf,
-    store: Mutex<Option<Arc<Store>>>,
+    store: Mutex<Slot>,
     /// What the collector tells it.
     pub recorder: Arc<Recorder>,
     retention: Duration,
@@ -66,7 +77,7 @@ impl State {
         let dir = section.dir.clone()?;
         let state = Arc::new(Self {
             dir,
-            store: Mutex::new(None),
+            store: Mutex::default(),
             recorder: Arc::default(),
             retention: section.retention.get(),
             uptimes: ArcSwap::default(),
@@ -75,28 +86,35 @@ impl State {
         Some(state)
     }
 
-    /// The open store, opening it if it is not.
+    /// The open store, opening it if it is not (at most once per
+    /// [`REOPEN_EVERY`]: a request never waits on a store that keeps failing).
     fn store(&self) -> Option<Arc<Store>> {
         let mut slot = self.store.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
+        let due = slot.tried.is_none_or(|at| at.elapsed() >= REOPEN_EVERY);
+        if slot.store.is_none() && due {
+            slot.tried = Some(tokio::time::Instant::now());
             match Store::open(&self.dir) {
                 Ok((store, note)) => {
                     if let Some(note) = note {
                         tracing::warn!(%note, "state store damaged or of another version");
                     }
                     tracing::info!(dir = %self.dir.display(), "state store open");
-                    *slot = Some(Arc::new(store));
+                    slot.store = Some(Arc::new(store));
+                    slot.failing = false;
                 }
                 Err(error) => {
                     self.recorder
                         .stats
                         .write_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%error, "state store cannot be opened; history is kept in memory until it can");
+                    // Once per failing streak: the counter tells the rest.
+                    if !std::mem::replace(&mut slot.failing, true) {
+                        tracing::error!(%error, "state store cannot be opened; history is kept in memory until it can (tried again every second)");
+                    }
                 }
             }
         }
-        slot.clone()
+        slot.store.clone()
     }
 
     /// Every `interval` until dropped: samples the verdicts of

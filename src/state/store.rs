@@ -54,6 +54,22 @@ pub enum StoreError {
     },
 }
 
+/// Why a store did not open.
+enum Unopened {
+    /// The file is not one this healthgate can read: set it aside.
+    Unreadable(StoreError),
+    /// The file may be fine: locked, or on a disk that refuses.
+    Unavailable(StoreError),
+}
+
+impl Unopened {
+    fn into_error(self) -> StoreError {
+        match self {
+            Unopened::Unreadable(e) | Unopened::Unavailable(e) => e,
+        }
+    }
+}
+
 /// One batch of what happened since the last.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -99,21 +115,24 @@ impl Store {
         let path = dir.join(FILE);
         match Self::try_open(&path) {
             Ok(store) => Ok((store, None)),
-            Err(first) => {
-                if !path.exists() {
-                    return Err(first);
-                }
+            // Only a file that cannot be read as ours is set aside: one that
+            // is locked (another healthgate on the same directory, a killed
+            // one not yet gone) or on a full or read-only disk is kept, and
+            // tried again at the next batch.
+            Err(Unopened::Unreadable(first)) if path.exists() => {
                 let aside = set_aside(&path)?;
                 let note = format!(
                     "{first}; the file was set aside as {} and a new store started",
                     aside.display()
                 );
-                Ok((Self::try_open(&path)?, Some(note)))
+                let store = Self::try_open(&path).map_err(Unopened::into_error)?;
+                Ok((store, Some(note)))
             }
+            Err(other) => Err(other.into_error()),
         }
     }
 
-    fn try_open(path: &Path) -> Result<Self, StoreError> {
+    fn try_open(path: &Path) -> Result<Self, Unopened> {
         let db_error = |message: String| StoreError::Db {
             path: path.to_owned(),
             message,
@@ -126,8 +145,24 @@ impl Store {
                 .set_cache_size(16 << 20)
                 .create(path)
         })
-        .map_err(|_| db_error("damaged (redb could not read it)".into()))?
-        .map_err(|e| db_error(e.to_string()))?;
+        .map_err(|_| Unopened::Unreadable(db_error("damaged (redb could not read it)".into())))?
+        .map_err(|e| {
+            // Damage, an old format, or not a redb file at all.
+            let unreadable = match &e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
+                | redb::DatabaseError::UpgradeRequired(_) => true,
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                    io.kind() == std::io::ErrorKind::InvalidData
+                }
+                _ => false,
+            };
+            let error = db_error(e.to_string());
+            if unreadable {
+                Unopened::Unreadable(error)
+            } else {
+                Unopened::Unavailable(error)
+            }
+        })?;
         let store = Self {
             db: RwLock::new(opened),
             path: path.to_owned(),
@@ -136,29 +171,40 @@ impl Store {
         Ok(store)
     }
 
-    fn check_schema(&self) -> Result<(), StoreError> {
-        let tx = self.db().begin_write().map_err(|e| self.error(e))?;
+    fn check_schema(&self) -> Result<(), Unopened> {
+        let unavailable = |e: StoreError| Unopened::Unavailable(e);
+        // A table of another type is a file that is not ours.
+        let table = |e: redb::TableError| match e {
+            redb::TableError::TableTypeMismatch { .. }
+            | redb::TableError::TypeDefinitionChanged { .. } => Unopened::Unreadable(self.error(e)),
+            e => Unopened::Unavailable(self.error(e)),
+        };
+        let tx = self
+            .db()
+            .begin_write()
+            .map_err(|e| unavailable(self.error(e)))?;
         {
-            let mut meta = tx.open_table(META).map_err(|e| self.error(e))?;
+            let mut meta = tx.open_table(META).map_err(table)?;
             let schema = meta
                 .get("schema")
-                .map_err(|e| self.error(e))?
+                .map_err(|e| unavailable(self.error(e)))?
                 .map(|v| v.value());
             match schema {
                 Some(SCHEMA) => {}
                 Some(other) => {
-                    return Err(self.error(format!(
+                    return Err(Unopened::Unreadable(self.error(format!(
                         "written with schema {other}; this healthgate reads {SCHEMA}"
-                    )));
+                    ))));
                 }
                 None => {
-                    meta.insert("schema", SCHEMA).map_err(|e| self.error(e))?;
+                    meta.insert("schema", SCHEMA)
+                        .map_err(|e| unavailable(self.error(e)))?;
                 }
             }
-            tx.open_table(ROLLUPS).map_err(|e| self.error(e))?;
-            tx.open_table(TRANSITIONS).map_err(|e| self.error(e))?;
+            tx.open_table(ROLLUPS).map_err(table)?;
+            tx.open_table(TRANSITIONS).map_err(table)?;
         }
-        tx.commit().map_err(|e| self.error(e))
+        tx.commit().map_err(|e| unavailable(self.error(e)))
     }
 
     fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
@@ -528,6 +574,21 @@ mod tests {
             "the two newest hours of three"
         );
         store.compact().unwrap();
+    }
+
+    /// A file another writer holds is not damaged: it is left alone.
+    #[test]
+    fn a_store_in_use_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = Store::open(dir.path()).unwrap();
+        let Err(error) = Store::open(dir.path()) else {
+            panic!("opened twice");
+        };
+        assert!(error.to_string().contains("already open"), "{error}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "nothing set aside");
+        drop(first);
+        assert!(Store::open(dir.path()).unwrap().1.is_none());
     }
 
     #[test]
