@@ -247,6 +247,15 @@ async fn history_counts_each_run_once() {
                 .is_some_and(|u| (0.0..=1.0).contains(&u))
     })
     .await;
+    // The admin listener's /health carries it too; the load balancer's does not.
+    let (_, _, body) = get(gw.admin, "/health").await;
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health["checks"]["yearly:exec"][0]["uptime"]["1h"], 1.0,
+        "{health}"
+    );
+    assert!(health["uptime"]["liveness"]["24h"].is_number(), "{health}");
+    assert!(gw.health().await.get("uptime").is_none());
     let (_, headers, badge) = get(gw.admin, "/api/badges/yearly.svg?uptime=24h").await;
     assert_eq!(headers["content-type"], "image/svg+xml");
     assert!(badge.contains("yearly 24h: 100.00%"), "{badge}");

@@ -161,7 +161,15 @@ fn verdicts(
     detail: routes::Detail,
 ) -> routes::Response {
     let snapshot = ctx.published.load();
-    let response = routes::respond_with(&snapshot, method, uri, detail);
+    let uptime = ctx.state.as_ref().filter(|_| {
+        detail == routes::Detail::Full
+            && uri.path() == "/health"
+            && (method == http::Method::GET || method == http::Method::HEAD)
+    });
+    let response = match uptime {
+        Some(state) => routes::health_with_uptime(&snapshot, &state.uptimes()),
+        None => routes::respond_with(&snapshot, method, uri, detail),
+    };
     if response.status() == http::StatusCode::SERVICE_UNAVAILABLE && uri.path() == "/readyz" {
         ctx.seen.answered(&snapshot);
     }

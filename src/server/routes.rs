@@ -146,8 +146,42 @@ fn health_json(snapshot: &Snapshot, detail: Detail) -> Response {
     response
 }
 
+/// The admin listener's `/health` with the state store on: every detail,
+/// and each check's and verdict's uptime (rendered per request, as the
+/// admin's document always is).
+pub fn health_with_uptime(snapshot: &Snapshot, uptimes: &crate::state::Uptimes) -> Response {
+    let mut doc = health_doc(snapshot, Detail::Full);
+    for check in &snapshot.checks {
+        let key = format!("{}:{}", check.name, check.kind);
+        if let Some(component) = doc["checks"].get_mut(&key).and_then(|c| c.get_mut(0)) {
+            component["uptime"] = super::listing::uptime_json(uptimes.get(&check.name));
+        }
+    }
+    doc["uptime"] = Group::ALL
+        .iter()
+        .map(|g| {
+            (
+                g.as_str().to_owned(),
+                super::listing::uptime_json(uptimes.get(g.endpoint())),
+            )
+        })
+        .collect::<Map<_, _>>()
+        .into();
+    let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+    let mut response = plain(code(snapshot.overall != Status::Fail), body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON));
+    response
+}
+
 /// The `application/health+json` document of `snapshot`.
 fn render_health(snapshot: &Snapshot, detail: Detail) -> Vec<u8> {
+    serde_json::to_vec(&health_doc(snapshot, detail)).unwrap_or_default()
+}
+
+/// The `application/health+json` document of `snapshot`, as JSON.
+fn health_doc(snapshot: &Snapshot, detail: Detail) -> Value {
     let mut checks = Map::new();
     for check in &snapshot.checks {
         checks.insert(
@@ -180,7 +214,7 @@ fn render_health(snapshot: &Snapshot, detail: Detail) -> Vec<u8> {
             );
         doc["output"] = Value::String(reason);
     }
-    serde_json::to_vec(&doc).unwrap_or_default()
+    doc
 }
 
 /// Reloads since start and the latest attempt (not part of the draft; clients ignore it).
