@@ -169,10 +169,12 @@ impl State {
             let now_hour = now - now % HOUR;
             let from = now_hour.saturating_sub(uptime::WINDOWS[3].1 * HOUR);
             let limit = usize::try_from(uptime::WINDOWS[3].1 + 1).unwrap_or(usize::MAX);
+            let mut pending = state.recorder.pending_by_check(from);
             names
                 .into_iter()
                 .map(|name| {
-                    let (hours, _, _) = state.history(&name, from, u64::MAX, limit);
+                    let waiting = pending.remove(&name).unwrap_or_default();
+                    let (hours, _, _) = state.merged(&name, from, u64::MAX, limit, waiting);
                     let up = uptime::of(&hours, now_hour);
                     (name, up)
                 })
@@ -272,6 +274,19 @@ impl State {
         before: u64,
         limit: usize,
     ) -> (Vec<(u64, Rollup)>, bool, Option<String>) {
+        let waiting = self.recorder.pending(check, from, before);
+        self.merged(check, from, before, limit, waiting)
+    }
+
+    /// As [`State::history`], with `waiting` as what waits for the next batch.
+    fn merged(
+        &self,
+        check: &str,
+        from: u64,
+        before: u64,
+        limit: usize,
+        waiting: Vec<(u64, Rollup)>,
+    ) -> (Vec<(u64, Rollup)>, bool, Option<String>) {
         let mut hours: BTreeMap<u64, Rollup> = BTreeMap::new();
         let mut unread = None;
         match self
@@ -286,7 +301,7 @@ impl State {
             Some(Err(error)) => unread = Some(error.to_string()),
             None => unread = Some("the state store is not open".to_owned()),
         }
-        for (hour, r) in self.recorder.pending(check, from, before) {
+        for (hour, r) in waiting {
             hours.entry(hour).or_default().merge(&r);
         }
         let mut newest: Vec<(u64, Rollup)> = hours.into_iter().rev().collect();

@@ -128,4 +128,15 @@ impl Recorder {
             .map(|((_, hour), r)| (*hour, *r))
             .collect()
     }
+
+    /// What waits for every check in hours from `from`, by check: one
+    /// pass under the lock the collector takes, for all checks at once.
+    pub fn pending_by_check(&self, from: u64) -> HashMap<Arc<str>, Vec<(u64, Rollup)>> {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_check: HashMap<Arc<str>, Vec<(u64, Rollup)>> = HashMap::new();
+        for ((check, hour), r) in pending.rollups.iter().filter(|((_, h), _)| *h >= from) {
+            by_check.entry(check.clone()).or_default().push((*hour, *r));
+        }
+        by_check
+    }
 }
